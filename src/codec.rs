@@ -10,7 +10,9 @@ use std::io::Cursor;
 
 use image::codecs::png::PngEncoder;
 use image::codecs::webp::WebPEncoder;
-use image::{DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageFormat, RgbImage};
+use image::{
+    DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageFormat, RgbImage,
+};
 use serde::{Deserialize, Serialize};
 
 /// The formats veil reads and writes.
@@ -52,7 +54,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 64 * 1024 * 1024, max_pixels: 50_000_000 }
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_pixels: 50_000_000,
+        }
     }
 }
 
@@ -95,7 +100,10 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
         return Err(InputError::Empty);
     }
     if bytes.len() as u64 > limits.max_bytes {
-        return Err(InputError::TooManyBytes { size: bytes.len() as u64, limit: limits.max_bytes });
+        return Err(InputError::TooManyBytes {
+            size: bytes.len() as u64,
+            limit: limits.max_bytes,
+        });
     }
     let format = match image::guess_format(bytes) {
         Ok(ImageFormat::Jpeg) => Format::Jpeg,
@@ -111,17 +119,28 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > limits.max_pixels {
-        return Err(InputError::TooManyPixels { width, height, limit: limits.max_pixels });
+        return Err(InputError::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
     }
     if width == 0 || height == 0 {
         return Err(InputError::Corrupt("the image has no pixels".into()));
     }
     // A broken EXIF block must not stop anonymisation: the image is then shown unrotated.
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let icc = decoder.icc_profile().ok().flatten();
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
-    Ok(Decoded { picture: picture(img), format, orientation: orientation.to_exif(), icc })
+    Ok(Decoded {
+        picture: picture(img),
+        format,
+        orientation: orientation.to_exif(),
+        icc,
+    })
 }
 
 fn picture(img: DynamicImage) -> Picture {
@@ -141,7 +160,11 @@ fn picture(img: DynamicImage) -> Picture {
             gray,
         }
     } else {
-        Picture { rgb: img.into_rgb8(), alpha: None, gray }
+        Picture {
+            rgb: img.into_rgb8(),
+            alpha: None,
+            gray,
+        }
     }
 }
 
@@ -161,39 +184,68 @@ pub struct EncodeError {
 }
 
 /// Encodes pixels only. JPEG drops alpha; WebP is written lossless (the only WebP encoder here).
-pub fn encode(pic: &Picture, format: Format, jpeg_quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>, EncodeError> {
+pub fn encode(
+    pic: &Picture,
+    format: Format,
+    jpeg_quality: u8,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>, EncodeError> {
     let err = |message: String| EncodeError { format, message };
     let (w, h) = pic.rgb.dimensions();
-    let (data, color): (std::borrow::Cow<[u8]>, ExtendedColorType) = match (&pic.alpha, pic.gray, format) {
-        (Some(a), true, Format::Png | Format::Webp) => (interleave(pic, a, true).into(), ExtendedColorType::La8),
-        (Some(a), false, Format::Png | Format::Webp) => (interleave(pic, a, false).into(), ExtendedColorType::Rgba8),
-        (_, true, _) => (luma(&pic.rgb).into(), ExtendedColorType::L8),
-        (_, false, _) => (pic.rgb.as_raw().as_slice().into(), ExtendedColorType::Rgb8),
-    };
+    let (data, color): (std::borrow::Cow<[u8]>, ExtendedColorType) =
+        match (&pic.alpha, pic.gray, format) {
+            (Some(a), true, Format::Png | Format::Webp) => {
+                (interleave(pic, a, true).into(), ExtendedColorType::La8)
+            }
+            (Some(a), false, Format::Png | Format::Webp) => {
+                (interleave(pic, a, false).into(), ExtendedColorType::Rgba8)
+            }
+            (_, true, _) => (luma(&pic.rgb).into(), ExtendedColorType::L8),
+            (_, false, _) => (pic.rgb.as_raw().as_slice().into(), ExtendedColorType::Rgb8),
+        };
     let mut out = Vec::with_capacity(data.len() / 4);
     match format {
         Format::Jpeg => {
-            let (w16, h16) = (u16::try_from(w).map_err(|_| err("JPEG width is at most 65535".into()))?, u16::try_from(h).map_err(|_| err("JPEG height is at most 65535".into()))?);
+            let (w16, h16) = (
+                u16::try_from(w).map_err(|_| err("JPEG width is at most 65535".into()))?,
+                u16::try_from(h).map_err(|_| err("JPEG height is at most 65535".into()))?,
+            );
             let mut encoder = jpeg_encoder::Encoder::new(&mut out, jpeg_quality);
             if let Some(icc) = icc {
-                encoder.add_icc_profile(icc).map_err(|e| err(e.to_string()))?;
+                encoder
+                    .add_icc_profile(icc)
+                    .map_err(|e| err(e.to_string()))?;
             }
-            let ct = if color == ExtendedColorType::L8 { jpeg_encoder::ColorType::Luma } else { jpeg_encoder::ColorType::Rgb };
-            encoder.encode(&data, w16, h16, ct).map_err(|e| err(e.to_string()))?;
+            let ct = if color == ExtendedColorType::L8 {
+                jpeg_encoder::ColorType::Luma
+            } else {
+                jpeg_encoder::ColorType::Rgb
+            };
+            encoder
+                .encode(&data, w16, h16, ct)
+                .map_err(|e| err(e.to_string()))?;
         }
         Format::Png => {
             let mut encoder = PngEncoder::new(&mut out);
             if let Some(icc) = icc {
-                encoder.set_icc_profile(icc.to_vec()).map_err(|e| err(e.to_string()))?;
+                encoder
+                    .set_icc_profile(icc.to_vec())
+                    .map_err(|e| err(e.to_string()))?;
             }
-            encoder.write_image(&data, w, h, color).map_err(|e| err(e.to_string()))?;
+            encoder
+                .write_image(&data, w, h, color)
+                .map_err(|e| err(e.to_string()))?;
         }
         Format::Webp => {
             let mut encoder = WebPEncoder::new_lossless(&mut out);
             if let Some(icc) = icc {
-                encoder.set_icc_profile(icc.to_vec()).map_err(|e| err(e.to_string()))?;
+                encoder
+                    .set_icc_profile(icc.to_vec())
+                    .map_err(|e| err(e.to_string()))?;
             }
-            encoder.write_image(&data, w, h, color).map_err(|e| err(e.to_string()))?;
+            encoder
+                .write_image(&data, w, h, color)
+                .map_err(|e| err(e.to_string()))?;
         }
     }
     Ok(out)
@@ -213,5 +265,7 @@ fn interleave(pic: &Picture, alpha: &GrayImage, gray: bool) -> Vec<u8> {
 
 /// BT.601 luma in 8-bit fixed point; exact for the R = G = B pixels of grayscale sources.
 fn luma(rgb: &RgbImage) -> Vec<u8> {
-    rgb.pixels().map(|p| ((77 * p.0[0] as u32 + 150 * p.0[1] as u32 + 29 * p.0[2] as u32) >> 8) as u8).collect()
+    rgb.pixels()
+        .map(|p| ((77 * p.0[0] as u32 + 150 * p.0[1] as u32 + 29 * p.0[2] as u32) >> 8) as u8)
+        .collect()
 }

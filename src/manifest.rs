@@ -54,23 +54,40 @@ pub enum ModelError {
         "model file {path} has sha256 {actual} but the manifest expects {expected}: \
          refusing to run an unverified model; run scripts/setup.sh to fetch and prepare it again"
     )]
-    HashMismatch { path: PathBuf, expected: String, actual: String },
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl Manifest {
     /// Reads `manifest.toml` from the models directory.
     pub fn load(models_dir: &Path) -> Result<Self, ModelError> {
         let path = models_dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ModelError::Manifest { path: path.clone(), message: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| ModelError::Manifest { path, message: e.to_string() })
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Manifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ModelError::Manifest {
+            path,
+            message: e.to_string(),
+        })
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelEntry, ModelError> {
-        self.models.iter().find(|m| m.name == name).ok_or_else(|| ModelError::Unknown {
-            name: name.to_string(),
-            known: self.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
-        })
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ModelError::Unknown {
+                name: name.to_string(),
+                known: self
+                    .models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Reads a model's file and checks its sha256 against the manifest.
@@ -80,9 +97,16 @@ impl Manifest {
         let bytes = std::fs::read(&path).map_err(|_| ModelError::Missing { path: path.clone() })?;
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&entry.sha256) {
-            return Err(ModelError::HashMismatch { path, expected: entry.sha256.clone(), actual });
+            return Err(ModelError::HashMismatch {
+                path,
+                expected: entry.sha256.clone(),
+                actual,
+            });
         }
-        Ok(VerifiedModel { entry: entry.clone(), bytes: Arc::new(bytes) })
+        Ok(VerifiedModel {
+            entry: entry.clone(),
+            bytes: Arc::new(bytes),
+        })
     }
 }
 
@@ -120,7 +144,10 @@ licence = "MIT"
     #[test]
     fn a_matching_file_is_verified_and_its_bytes_kept() {
         let dir = dir_with(b"model", &sha256_hex(b"model"));
-        let m = Manifest::load(dir.path()).unwrap().verify(dir.path(), "m").unwrap();
+        let m = Manifest::load(dir.path())
+            .unwrap()
+            .verify(dir.path(), "m")
+            .unwrap();
         assert_eq!(m.bytes.as_slice(), b"model");
         assert_eq!(m.entry.class, Class::Face);
     }
@@ -128,10 +155,16 @@ licence = "MIT"
     #[test]
     fn a_tampered_file_is_refused_naming_file_and_fix() {
         let dir = dir_with(b"tampered", &sha256_hex(b"model"));
-        let err = Manifest::load(dir.path()).unwrap().verify(dir.path(), "m").unwrap_err();
+        let err = Manifest::load(dir.path())
+            .unwrap()
+            .verify(dir.path(), "m")
+            .unwrap_err();
         assert!(matches!(err, ModelError::HashMismatch { .. }));
         let msg = err.to_string();
-        assert!(msg.contains("m.onnx") && msg.contains("scripts/setup.sh"), "{msg}");
+        assert!(
+            msg.contains("m.onnx") && msg.contains("scripts/setup.sh"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -139,8 +172,14 @@ licence = "MIT"
         let dir = dir_with(b"model", &sha256_hex(b"model"));
         let manifest = Manifest::load(dir.path()).unwrap();
         std::fs::remove_file(dir.path().join("m.onnx")).unwrap();
-        assert!(matches!(manifest.verify(dir.path(), "m"), Err(ModelError::Missing { .. })));
-        let err = manifest.verify(dir.path(), "other").unwrap_err().to_string();
+        assert!(matches!(
+            manifest.verify(dir.path(), "m"),
+            Err(ModelError::Missing { .. })
+        ));
+        let err = manifest
+            .verify(dir.path(), "other")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("known: m"), "{err}");
     }
 }

@@ -57,8 +57,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(runtime: Runtime, models: Vec<(VerifiedModel, DetectorSettings)>, redaction: RedactionConfig, limits: Limits) -> Self {
-        Self { runtime, models, redaction, limits }
+    pub fn new(
+        runtime: Runtime,
+        models: Vec<(VerifiedModel, DetectorSettings)>,
+        redaction: RedactionConfig,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            runtime,
+            models,
+            redaction,
+            limits,
+        }
     }
 
     /// A pipeline with its own sessions, for one worker thread.
@@ -68,8 +78,20 @@ impl Engine {
         for (model, settings) in &self.models {
             let e = &model.entry;
             let (session, device) = self.runtime.session(&e.name, &model.bytes)?;
-            detectors.push(Detector::new(e.name.clone(), e.class, e.family.family(), session, *settings));
-            infos.push(ModelInfo { name: e.name.clone(), family: e.family, class: e.class, sha256: e.sha256.clone(), device });
+            detectors.push(Detector::new(
+                e.name.clone(),
+                e.class,
+                e.family.family(),
+                session,
+                *settings,
+            ));
+            infos.push(ModelInfo {
+                name: e.name.clone(),
+                family: e.family,
+                class: e.class,
+                sha256: e.sha256.clone(),
+                device,
+            });
         }
         Ok(Pipeline {
             detectors,
@@ -99,7 +121,11 @@ impl Pipeline {
     /// Decodes, detects, redacts and encodes one image into each rendition.
     ///
     /// Fails closed: if any model fails on this image, no output at all is returned.
-    pub fn anonymise(&mut self, bytes: &[u8], renditions: &[Rendition]) -> Result<Anonymised, PipelineError> {
+    pub fn anonymise(
+        &mut self,
+        bytes: &[u8],
+        renditions: &[Rendition],
+    ) -> Result<Anonymised, PipelineError> {
         let mut timings = Timings::default();
         let t = Instant::now();
         let decoded = codec::decode(bytes, &self.limits)?;
@@ -114,7 +140,8 @@ impl Pipeline {
 
         let t = Instant::now();
         let mut picture = decoded.picture;
-        self.redactor.redact(&mut picture.rgb, &detections, &self.redaction);
+        self.redactor
+            .redact(&mut picture.rgb, &detections, &self.redaction);
         timings.redact_ms = ms(t);
 
         let t = Instant::now();
@@ -122,7 +149,11 @@ impl Pipeline {
         for r in renditions {
             let rendered = r.render(&picture, &mut self.resizer);
             let format = r.format.unwrap_or(decoded.format);
-            let icc = if r.keep_icc { decoded.icc.as_deref() } else { None };
+            let icc = if r.keep_icc {
+                decoded.icc.as_deref()
+            } else {
+                None
+            };
             let bytes = codec::encode(&rendered, format, r.jpeg_quality, icc)?;
             let info = OutputInfo {
                 format,

@@ -95,17 +95,28 @@ impl RedactionConfig {
         let mut errors = Vec::new();
         for (name, c) in [("face", &self.face), ("plate", &self.plate)] {
             if !(0.0..=2.0).contains(&c.padding) {
-                errors.push(format!("redaction.{name}.padding must be in [0, 2], got {}", c.padding));
+                errors.push(format!(
+                    "redaction.{name}.padding must be in [0, 2], got {}",
+                    c.padding
+                ));
             }
             if !(c.strength > 0.0 && c.strength <= 1.0) {
-                errors.push(format!("redaction.{name}.strength must be in (0, 1], got {}", c.strength));
+                errors.push(format!(
+                    "redaction.{name}.strength must be in (0, 1], got {}",
+                    c.strength
+                ));
             }
             if !(0.0..1.0).contains(&c.feather) {
-                errors.push(format!("redaction.{name}.feather must be in [0, 1), got {}", c.feather));
+                errors.push(format!(
+                    "redaction.{name}.feather must be in [0, 1), got {}",
+                    c.feather
+                ));
             }
             // An ellipse inscribed in the padded box must still fully cover the detected box's
             // corners, which sit at √2 / (1 + 2·padding) of its radius.
-            if c.shape == Shape::Ellipse && (1.0 - c.feather) * (1.0 + 2.0 * c.padding) < std::f32::consts::SQRT_2 {
+            if c.shape == Shape::Ellipse
+                && (1.0 - c.feather) * (1.0 + 2.0 * c.padding) < std::f32::consts::SQRT_2
+            {
                 errors.push(format!(
                     "redaction.{name}: an ellipse with padding {} and feather {} would leave the corners of \
                      the detected box unredacted; raise padding or lower feather",
@@ -127,7 +138,12 @@ pub struct Redactor {
 
 impl Redactor {
     /// Redacts every detection in `img`, each with its class's settings.
-    pub fn redact(&mut self, img: &mut RgbImage, detections: &[Detection], config: &RedactionConfig) {
+    pub fn redact(
+        &mut self,
+        img: &mut RgbImage,
+        detections: &[Detection],
+        config: &RedactionConfig,
+    ) {
         for d in detections {
             let c = config.for_class(d.class);
             if let Some(rect) = d.bbox.grow(c.padding).pixel_rect(img.width(), img.height()) {
@@ -137,13 +153,19 @@ impl Redactor {
     }
 
     /// Redacts one `(x, y, w, h)` rectangle of `img`.
-    pub fn region(&mut self, img: &mut RgbImage, (x, y, w, h): (u32, u32, u32, u32), c: &ClassRedaction) {
+    pub fn region(
+        &mut self,
+        img: &mut RgbImage,
+        (x, y, w, h): (u32, u32, u32, u32),
+        c: &ClassRedaction,
+    ) {
         let stride = img.width() as usize * 3;
         let row_len = w as usize * 3;
         self.original.clear();
         for row in 0..h as usize {
             let start = (y as usize + row) * stride + x as usize * 3;
-            self.original.extend_from_slice(&img.as_raw()[start..start + row_len]);
+            self.original
+                .extend_from_slice(&img.as_raw()[start..start + row_len]);
         }
         self.effect.clear();
         self.effect.extend_from_slice(&self.original);
@@ -151,7 +173,10 @@ impl Redactor {
         match c.method {
             Method::Gaussian => blur(&mut self.effect, w, h, size),
             Method::Pixelate => self.pixelate(w, h, size.max(2)),
-            Method::Fill => self.effect.chunks_exact_mut(3).for_each(|p| p.copy_from_slice(&c.colour)),
+            Method::Fill => self
+                .effect
+                .chunks_exact_mut(3)
+                .for_each(|p| p.copy_from_slice(&c.colour)),
         }
         let pixels: &mut [u8] = img;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
@@ -162,14 +187,17 @@ impl Redactor {
                 Shape::Rect => dst.copy_from_slice(src),
                 Shape::Ellipse => {
                     let dy = (row as f32 + 0.5 - cy) / cy;
-                    for (col, (d, s)) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)).enumerate() {
+                    for (col, (d, s)) in
+                        dst.chunks_exact_mut(3).zip(src.chunks_exact(3)).enumerate()
+                    {
                         let dx = (col as f32 + 0.5 - cx) / cx;
                         let a = ellipse_alpha(dx * dx + dy * dy, c.feather);
                         if a >= 1.0 {
                             d.copy_from_slice(s);
                         } else if a > 0.0 {
                             for k in 0..3 {
-                                d[k] = (d[k] as f32 + (s[k] as f32 - d[k] as f32) * a).round() as u8;
+                                d[k] =
+                                    (d[k] as f32 + (s[k] as f32 - d[k] as f32) * a).round() as u8;
                             }
                         }
                     }
@@ -181,13 +209,19 @@ impl Redactor {
     /// Mosaic of `cell`-pixel squares: box-filtered downscale, nearest-neighbour upscale.
     fn pixelate(&mut self, w: u32, h: u32, cell: u32) {
         let (sw, sh) = (w.div_ceil(cell), h.div_ceil(cell));
-        let src = Image::from_slice_u8(w, h, &mut self.effect, PixelType::U8x3).expect("buffer holds w×h pixels");
+        let src = Image::from_slice_u8(w, h, &mut self.effect, PixelType::U8x3)
+            .expect("buffer holds w×h pixels");
         let mut small = Image::new(sw, sh, PixelType::U8x3);
         let down = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
-        self.resizer.resize(&src, &mut small, &down).expect("same pixel type");
-        let mut dst = Image::from_slice_u8(w, h, &mut self.effect, PixelType::U8x3).expect("buffer holds w×h pixels");
+        self.resizer
+            .resize(&src, &mut small, &down)
+            .expect("same pixel type");
+        let mut dst = Image::from_slice_u8(w, h, &mut self.effect, PixelType::U8x3)
+            .expect("buffer holds w×h pixels");
         let up = ResizeOptions::new().resize_alg(ResizeAlg::Nearest);
-        self.resizer.resize(&small, &mut dst, &up).expect("same pixel type");
+        self.resizer
+            .resize(&small, &mut dst, &up)
+            .expect("same pixel type");
     }
 }
 
@@ -195,8 +229,12 @@ impl Redactor {
 pub fn blur(buf: &mut [u8], w: u32, h: u32, radius: u32) {
     let radius = radius.clamp(1, (w.min(h) / 2).max(1));
     let mut image = BlurImageMut::borrow(buf, w, h, FastBlurChannels::Channels3);
-    libblur::stack_blur(&mut image, AnisotropicRadius::new(radius), ThreadingPolicy::Single)
-        .expect("the buffer matches its declared layout");
+    libblur::stack_blur(
+        &mut image,
+        AnisotropicRadius::new(radius),
+        ThreadingPolicy::Single,
+    )
+    .expect("the buffer matches its declared layout");
 }
 
 /// Mask value for a point at squared normalised distance `d2` from the ellipse's centre:
@@ -218,11 +256,22 @@ mod tests {
     use crate::geometry::BoxF;
 
     fn checkerboard(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| if (x / 2 + y / 2) % 2 == 0 { image::Rgb([255; 3]) } else { image::Rgb([0; 3]) })
+        RgbImage::from_fn(w, h, |x, y| {
+            if (x / 2 + y / 2) % 2 == 0 {
+                image::Rgb([255; 3])
+            } else {
+                image::Rgb([0; 3])
+            }
+        })
     }
 
     fn detection(class: Class, bbox: BoxF) -> Detection {
-        Detection { class, model: "m".into(), score: 1.0, bbox }
+        Detection {
+            class,
+            model: "m".into(),
+            score: 1.0,
+            bbox,
+        }
     }
 
     /// Mean absolute difference between horizontally adjacent pixels: high-frequency energy.
@@ -230,7 +279,8 @@ mod tests {
         let mut sum = 0.0;
         for yy in y..y + h {
             for xx in x..x + w - 1 {
-                sum += (img.get_pixel(xx, yy)[0] as f32 - img.get_pixel(xx + 1, yy)[0] as f32).abs();
+                sum +=
+                    (img.get_pixel(xx, yy)[0] as f32 - img.get_pixel(xx + 1, yy)[0] as f32).abs();
             }
         }
         sum / ((w - 1) * h) as f32
@@ -247,9 +297,16 @@ mod tests {
             let d = detection(Class::Face, BoxF::new(60.0, 30.0, 120.0, 90.0));
             Redactor::default().redact(&mut img, &[d], &config);
             assert!(detail(&before, (60, 30, 60, 60)) > 100.0);
-            assert!(detail(&img, (60, 30, 60, 60)) < 15.0, "{method:?} left detail");
+            assert!(
+                detail(&img, (60, 30, 60, 60)) < 15.0,
+                "{method:?} left detail"
+            );
             for (x, y) in [(60, 30), (119, 89), (90, 60), (60, 89)] {
-                assert_ne!(img.get_pixel(x, y), before.get_pixel(x, y), "{method:?} missed ({x},{y})");
+                assert_ne!(
+                    img.get_pixel(x, y),
+                    before.get_pixel(x, y),
+                    "{method:?} missed ({x},{y})"
+                );
             }
             assert_eq!(img.get_pixel(5, 5), before.get_pixel(5, 5));
             assert_eq!(img.get_pixel(195, 115), before.get_pixel(195, 115));
@@ -261,7 +318,14 @@ mod tests {
         let mut img = checkerboard(100, 100);
         let before = img.clone();
         let d = detection(Class::Plate, BoxF::new(20.0, 40.0, 80.0, 60.0));
-        let config = RedactionConfig { plate: ClassRedaction { method: Method::Fill, colour: [9, 9, 9], ..RedactionConfig::default().plate }, ..Default::default() };
+        let config = RedactionConfig {
+            plate: ClassRedaction {
+                method: Method::Fill,
+                colour: [9, 9, 9],
+                ..RedactionConfig::default().plate
+            },
+            ..Default::default()
+        };
         Redactor::default().redact(&mut img, &[d], &config);
         // padding 0.1: x 14..86, y 38..62
         assert_eq!(img.get_pixel(14, 38).0, [9, 9, 9]);
@@ -275,6 +339,11 @@ mod tests {
         assert!(config.validate().is_empty());
         config.face.padding = 0.05;
         let errors = config.validate();
-        assert!(errors.iter().any(|e| e.contains("redaction.face") && e.contains("corners")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("redaction.face") && e.contains("corners")),
+            "{errors:?}"
+        );
     }
 }

@@ -25,7 +25,13 @@ pub struct Rendition {
 
 impl Default for Rendition {
     fn default() -> Self {
-        Self { max_width: None, max_height: None, format: None, jpeg_quality: 90, keep_icc: false }
+        Self {
+            max_width: None,
+            max_height: None,
+            format: None,
+            jpeg_quality: 90,
+            keep_icc: false,
+        }
     }
 }
 
@@ -33,7 +39,10 @@ impl Rendition {
     pub fn validate(&self, key: &str) -> Vec<String> {
         let mut errors = Vec::new();
         if !(1..=100).contains(&self.jpeg_quality) {
-            errors.push(format!("{key}.jpeg_quality must be in 1..=100, got {}", self.jpeg_quality));
+            errors.push(format!(
+                "{key}.jpeg_quality must be in 1..=100, got {}",
+                self.jpeg_quality
+            ));
         }
         if self.max_width == Some(0) || self.max_height == Some(0) {
             errors.push(format!("{key}.max_width and max_height must be positive"));
@@ -49,32 +58,51 @@ impl Rendition {
         if s >= 1.0 {
             (w, h)
         } else {
-            (((w as f64 * s).round() as u32).max(1), ((h as f64 * s).round() as u32).max(1))
+            (
+                ((w as f64 * s).round() as u32).max(1),
+                ((h as f64 * s).round() as u32).max(1),
+            )
         }
     }
 
     /// The pixels of this rendition: the picture itself when no downscale is needed.
-    pub fn render<'a>(&self, pic: &'a Picture, resizer: &mut Resizer) -> std::borrow::Cow<'a, Picture> {
+    pub fn render<'a>(
+        &self,
+        pic: &'a Picture,
+        resizer: &mut Resizer,
+    ) -> std::borrow::Cow<'a, Picture> {
         let (w, h) = pic.rgb.dimensions();
         let (tw, th) = self.size(w, h);
         if (tw, th) == (w, h) {
             return std::borrow::Cow::Borrowed(pic);
         }
         let rgb = resize(resizer, pic.rgb.as_raw(), (w, h), (tw, th), PixelType::U8x3);
-        let alpha = pic.alpha.as_ref().map(|a| resize(resizer, a.as_raw(), (w, h), (tw, th), PixelType::U8));
+        let alpha = pic
+            .alpha
+            .as_ref()
+            .map(|a| resize(resizer, a.as_raw(), (w, h), (tw, th), PixelType::U8));
         std::borrow::Cow::Owned(Picture {
             rgb: RgbImage::from_raw(tw, th, rgb).expect("resized to the target size"),
-            alpha: alpha.map(|a| GrayImage::from_raw(tw, th, a).expect("resized to the target size")),
+            alpha: alpha
+                .map(|a| GrayImage::from_raw(tw, th, a).expect("resized to the target size")),
             gray: pic.gray,
         })
     }
 }
 
-fn resize(resizer: &mut Resizer, src: &[u8], (w, h): (u32, u32), (tw, th): (u32, u32), pt: PixelType) -> Vec<u8> {
+fn resize(
+    resizer: &mut Resizer,
+    src: &[u8],
+    (w, h): (u32, u32),
+    (tw, th): (u32, u32),
+    pt: PixelType,
+) -> Vec<u8> {
     let src = ImageRef::new(w, h, src, pt).expect("buffer matches its size");
     let mut dst = Image::new(tw, th, pt);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    resizer.resize(&src, &mut dst, &options).expect("same pixel type");
+    resizer
+        .resize(&src, &mut dst, &options)
+        .expect("same pixel type");
     dst.into_vec()
 }
 
@@ -84,7 +112,11 @@ mod tests {
 
     #[test]
     fn sizes_keep_aspect_and_never_enlarge() {
-        let r = Rendition { max_width: Some(1280), max_height: Some(1280), ..Default::default() };
+        let r = Rendition {
+            max_width: Some(1280),
+            max_height: Some(1280),
+            ..Default::default()
+        };
         assert_eq!(r.size(4000, 3000), (1280, 960));
         assert_eq!(r.size(3000, 4000), (960, 1280));
         assert_eq!(r.size(640, 480), (640, 480));

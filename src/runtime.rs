@@ -55,11 +55,15 @@ pub enum RuntimeError {
          (scripts/setup.sh installs one at .cache/onnxruntime/libonnxruntime.so)"
     )]
     NoLibrary,
-    #[error("cannot load ONNX Runtime from {path}: {message} (run scripts/setup.sh, or fix runtime.library / ORT_DYLIB_PATH)")]
+    #[error(
+        "cannot load ONNX Runtime from {path}: {message} (run scripts/setup.sh, or fix runtime.library / ORT_DYLIB_PATH)"
+    )]
     Load { path: PathBuf, message: String },
     #[error("cannot create a session for model {model}: {message}")]
     Session { model: String, message: String },
-    #[error("CUDA was requested for model {model} but cannot be used: {message} (set runtime.cuda_fallback_to_cpu = true to run on the CPU instead)")]
+    #[error(
+        "CUDA was requested for model {model} but cannot be used: {message} (set runtime.cuda_fallback_to_cpu = true to run on the CPU instead)"
+    )]
     Cuda { model: String, message: String },
 }
 
@@ -74,8 +78,13 @@ static ENVIRONMENT: OnceLock<Result<Environment, RuntimeError>> = OnceLock::new(
 
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
-        let env = ENVIRONMENT.get_or_init(|| load(config.library.as_deref())).clone()?;
-        Ok(Self { env, config: config.clone() })
+        let env = ENVIRONMENT
+            .get_or_init(|| load(config.library.as_deref()))
+            .clone()?;
+        Ok(Self {
+            env,
+            config: config.clone(),
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -84,7 +93,10 @@ impl Runtime {
 
     /// Builds a session from model bytes; returns it with the device it actually runs on.
     pub fn session(&self, model: &str, bytes: &[u8]) -> Result<(Session, Device), RuntimeError> {
-        let err = |message: String| RuntimeError::Session { model: model.to_string(), message };
+        let err = |message: String| RuntimeError::Session {
+            model: model.to_string(),
+            message,
+        };
         let mut builder = Session::builder(&self.env)
             .map_err(|e| err(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::All)
@@ -100,10 +112,17 @@ impl Runtime {
                 Err(e) if self.config.cuda_fallback_to_cpu => {
                     tracing::warn!(model, error = %e, "CUDA unavailable, running on the CPU");
                 }
-                Err(e) => return Err(RuntimeError::Cuda { model: model.to_string(), message: e.to_string() }),
+                Err(e) => {
+                    return Err(RuntimeError::Cuda {
+                        model: model.to_string(),
+                        message: e.to_string(),
+                    });
+                }
             }
         }
-        let session = builder.commit_from_memory(bytes).map_err(|e| err(e.to_string()))?;
+        let session = builder
+            .commit_from_memory(bytes)
+            .map_err(|e| err(e.to_string()))?;
         Ok((session, device))
     }
 }
@@ -111,12 +130,20 @@ impl Runtime {
 fn load(configured: Option<&Path>) -> Result<Environment, RuntimeError> {
     let path = match configured {
         Some(p) => p.to_path_buf(),
-        None => std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).ok_or(RuntimeError::NoLibrary)?,
+        None => std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .ok_or(RuntimeError::NoLibrary)?,
     };
     if !path.exists() {
-        return Err(RuntimeError::Load { path, message: "no such file".into() });
+        return Err(RuntimeError::Load {
+            path,
+            message: "no such file".into(),
+        });
     }
-    let load_err = |message: String| RuntimeError::Load { path: path.clone(), message };
+    let load_err = |message: String| RuntimeError::Load {
+        path: path.clone(),
+        message,
+    };
     ort::init_from(&path)
         .map_err(|e| load_err(e.to_string()))?
         .with_name("veil")

@@ -11,7 +11,12 @@ const STRIDE: f32 = 4.0;
 
 impl Family for CenterFace {
     fn input(&self) -> InputSpec {
-        InputSpec { order: ChannelOrder::Rgb, value_scale: 1.0, pad: 0.0, canvas: Canvas::Multiple(32) }
+        InputSpec {
+            order: ChannelOrder::Rgb,
+            value_scale: 1.0,
+            pad: 0.0,
+            canvas: Canvas::Multiple(32),
+        }
     }
 
     fn defaults(&self) -> FamilyDefaults {
@@ -19,15 +24,30 @@ impl Family for CenterFace {
         FamilyDefaults {
             threshold: 0.2,
             nms_iou: 0.3,
-            tiling: TilingConfig { whole_size: 960, tile_size: 1024, tile_when: 1.5, tile_scale: 1.0, overlap: 0.25 },
+            tiling: TilingConfig {
+                whole_size: 960,
+                tile_size: 1024,
+                tile_when: 1.5,
+                tile_scale: 1.0,
+                overlap: 0.25,
+            },
         }
     }
 
-    fn decode(&self, outputs: &Outputs, (width, height): (u32, u32), threshold: f32) -> Result<Vec<Candidate>, String> {
+    fn decode(
+        &self,
+        outputs: &Outputs,
+        (width, height): (u32, u32),
+        threshold: f32,
+    ) -> Result<Vec<Candidate>, String> {
         let heat = outputs.at(0)?;
         let (h, w) = match heat.shape() {
             [1, 1, h, w] => (*h, *w),
-            other => return Err(format!("heatmap has shape {other:?}, expected [1, 1, h, w]")),
+            other => {
+                return Err(format!(
+                    "heatmap has shape {other:?}, expected [1, 1, h, w]"
+                ));
+            }
         };
         let plane = h * w;
         let heat = heat.as_slice().ok_or("heatmap is not contiguous")?;
@@ -43,7 +63,12 @@ impl Family for CenterFace {
             let cx = (x + offset[plane + i] + 0.5) * STRIDE;
             let cy = (y + offset[i] + 0.5) * STRIDE;
             let (x1, y1) = ((cx - sw / 2.0).max(0.0), (cy - sh / 2.0).max(0.0));
-            let bbox = BoxF::new(x1, y1, (x1 + sw).min(width as f32), (y1 + sh).min(height as f32));
+            let bbox = BoxF::new(
+                x1,
+                y1,
+                (x1 + sw).min(width as f32),
+                (y1 + sh).min(height as f32),
+            );
             found.push(Candidate { bbox, score });
         }
         Ok(found)
@@ -51,9 +76,15 @@ impl Family for CenterFace {
 }
 
 fn planes<'a>(outputs: &'a Outputs, index: usize, len: usize) -> Result<&'a [f32], String> {
-    let s = outputs.at(index)?.as_slice().ok_or_else(|| format!("output {index} is not contiguous"))?;
+    let s = outputs
+        .at(index)?
+        .as_slice()
+        .ok_or_else(|| format!("output {index} is not contiguous"))?;
     if s.len() != len {
-        return Err(format!("output {index} has {} values, expected {len}", s.len()));
+        return Err(format!(
+            "output {index} has {} values, expected {len}",
+            s.len()
+        ));
     }
     Ok(s)
 }
@@ -73,11 +104,19 @@ mod tests {
         scale[[0, 0, 2, 3]] = 2f32.ln(); // height 8
         scale[[0, 1, 2, 3]] = 1f32.ln(); // width 4
         offset[[0, 0, 2, 3]] = 0.5;
-        let outputs = Outputs { names: vec!["a", "b", "c"], arrays: vec![heat.view(), scale.view(), offset.view()] };
+        let outputs = Outputs {
+            names: vec!["a", "b", "c"],
+            arrays: vec![heat.view(), scale.view(), offset.view()],
+        };
         let found = CenterFace.decode(&outputs, (32, 32), 0.2).unwrap();
         assert_eq!(found.len(), 1);
         // cx = (3 + 0 + 0.5) * 4 = 14, cy = (2 + 0.5 + 0.5) * 4 = 12
         assert_eq!(found[0].bbox, BoxF::new(12.0, 8.0, 16.0, 16.0));
-        assert!(CenterFace.decode(&outputs, (32, 32), 0.8).unwrap().is_empty());
+        assert!(
+            CenterFace
+                .decode(&outputs, (32, 32), 0.8)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -58,7 +58,9 @@ impl Preparer {
         let (mut w, mut h) = scaled(tile.width, tile.height, tile.scale);
         let (cw, ch) = match spec.canvas {
             Canvas::Fixed { width, height } => {
-                let fit = (width as f32 / w as f32).min(height as f32 / h as f32).min(1.0);
+                let fit = (width as f32 / w as f32)
+                    .min(height as f32 / h as f32)
+                    .min(1.0);
                 (w, h) = scaled(w, h, fit);
                 (width, height)
             }
@@ -77,7 +79,12 @@ impl Preparer {
         let resized;
         let (pixels, stride, x0, y0): (&[u8], usize, usize, usize) =
             if w == tile.width && h == tile.height {
-                (img.as_raw(), img.width() as usize * 3, tile.x as usize, tile.y as usize)
+                (
+                    img.as_raw(),
+                    img.width() as usize * 3,
+                    tile.x as usize,
+                    tile.y as usize,
+                )
             } else {
                 resized = self.resize(img, tile, w, h);
                 (resized.buffer(), w as usize * 3, 0, 0)
@@ -105,7 +112,12 @@ impl Preparer {
             .expect("an RgbImage buffer matches its size");
         let mut dst = Image::new(w, h, PixelType::U8x3);
         let options = ResizeOptions::new()
-            .crop(tile.x as f64, tile.y as f64, tile.width as f64, tile.height as f64)
+            .crop(
+                tile.x as f64,
+                tile.y as f64,
+                tile.width as f64,
+                tile.height as f64,
+            )
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         self.resizer
             .resize(&src, &mut dst, &options)
@@ -115,7 +127,10 @@ impl Preparer {
 }
 
 fn scaled(w: u32, h: u32, s: f32) -> (u32, u32) {
-    (((w as f32 * s).round() as u32).max(1), ((h as f32 * s).round() as u32).max(1))
+    (
+        ((w as f32 * s).round() as u32).max(1),
+        ((h as f32 * s).round() as u32).max(1),
+    )
 }
 
 #[cfg(test)]
@@ -123,14 +138,29 @@ mod tests {
     use super::*;
 
     fn spec(order: ChannelOrder, canvas: Canvas) -> InputSpec {
-        InputSpec { order, value_scale: 1.0, pad: -1.0, canvas }
+        InputSpec {
+            order,
+            value_scale: 1.0,
+            pad: -1.0,
+            canvas,
+        }
     }
 
     #[test]
     fn full_resolution_tile_is_copied_into_a_padded_planar_canvas() {
         let img = RgbImage::from_fn(40, 20, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let tile = Tile { x: 10, y: 5, width: 30, height: 15, scale: 1.0 };
-        let p = Preparer::default().prepare(&img, &tile, &spec(ChannelOrder::Bgr, Canvas::Multiple(32)));
+        let tile = Tile {
+            x: 10,
+            y: 5,
+            width: 30,
+            height: 15,
+            scale: 1.0,
+        };
+        let p = Preparer::default().prepare(
+            &img,
+            &tile,
+            &spec(ChannelOrder::Bgr, Canvas::Multiple(32)),
+        );
         assert_eq!(p.tensor.shape(), &[1, 3, 32, 32]);
         assert_eq!(p.scale, (1.0, 1.0));
         assert_eq!(p.offset, (10.0, 5.0));
@@ -138,15 +168,32 @@ mod tests {
         assert_eq!(p.tensor[[0, 0, 0, 0]], 7.0);
         assert_eq!(p.tensor[[0, 2, 3, 4]], 14.0);
         assert_eq!(p.tensor[[0, 1, 3, 4]], 8.0);
-        assert_eq!(p.tensor[[0, 1, 20, 4]], -1.0, "rows below the tile are padding");
-        assert_eq!(p.tensor[[0, 1, 3, 30]], -1.0, "columns right of the tile are padding");
+        assert_eq!(
+            p.tensor[[0, 1, 20, 4]],
+            -1.0,
+            "rows below the tile are padding"
+        );
+        assert_eq!(
+            p.tensor[[0, 1, 3, 30]],
+            -1.0,
+            "columns right of the tile are padding"
+        );
     }
 
     #[test]
     fn fixed_canvas_shrinks_the_tile_to_fit_and_keeps_the_aspect() {
         let img = RgbImage::from_pixel(1280, 640, image::Rgb([200, 100, 50]));
-        let tile = Tile { x: 0, y: 0, width: 1280, height: 640, scale: 1.0 };
-        let fixed = Canvas::Fixed { width: 640, height: 640 };
+        let tile = Tile {
+            x: 0,
+            y: 0,
+            width: 1280,
+            height: 640,
+            scale: 1.0,
+        };
+        let fixed = Canvas::Fixed {
+            width: 640,
+            height: 640,
+        };
         let p = Preparer::default().prepare(&img, &tile, &spec(ChannelOrder::Rgb, fixed));
         assert_eq!(p.tensor.shape(), &[1, 3, 640, 640]);
         assert_eq!(p.scale, (0.5, 0.5));

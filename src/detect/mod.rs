@@ -110,7 +110,12 @@ pub trait Family: Send {
     fn input(&self) -> InputSpec;
     fn defaults(&self) -> FamilyDefaults;
     /// Decodes one run into candidates in canvas pixels, keeping those scoring at least `threshold`.
-    fn decode(&self, outputs: &Outputs, canvas: (u32, u32), threshold: f32) -> Result<Vec<Candidate>, String>;
+    fn decode(
+        &self,
+        outputs: &Outputs,
+        canvas: (u32, u32),
+        threshold: f32,
+    ) -> Result<Vec<Candidate>, String>;
 }
 
 /// A detection failure, with the model it came from.
@@ -141,8 +146,21 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(name: String, class: Class, family: Box<dyn Family>, session: Session, settings: DetectorSettings) -> Self {
-        Self { name, class, family, session, settings, preparer: Preparer::default() }
+    pub fn new(
+        name: String,
+        class: Class,
+        family: Box<dyn Family>,
+        session: Session,
+        settings: DetectorSettings,
+    ) -> Self {
+        Self {
+            name,
+            class,
+            family,
+            session,
+            settings,
+            preparer: Preparer::default(),
+        }
     }
 
     /// Finds every object of this detector's class in `img`, in source pixels.
@@ -151,10 +169,12 @@ impl Detector {
         let mut all = Vec::new();
         for tile in self.settings.tiling.plan(img.width(), img.height()) {
             let prepared = self.preparer.prepare(img, &tile, &spec);
-            let found = self.run(&prepared.tensor, prepared.canvas).map_err(|message| DetectError {
-                model: self.name.clone(),
-                message,
-            })?;
+            let found = self
+                .run(&prepared.tensor, prepared.canvas)
+                .map_err(|message| DetectError {
+                    model: self.name.clone(),
+                    message,
+                })?;
             all.extend(found.into_iter().map(|c| Candidate {
                 bbox: c.bbox.unscale(prepared.scale, prepared.offset),
                 score: c.score,
@@ -167,21 +187,39 @@ impl Detector {
                 class: self.class,
                 model: self.name.clone(),
                 score: c.score,
-                bbox: BoxF::new(c.bbox.x1.max(0.0), c.bbox.y1.max(0.0), c.bbox.x2.min(w), c.bbox.y2.min(h)),
+                bbox: BoxF::new(
+                    c.bbox.x1.max(0.0),
+                    c.bbox.y1.max(0.0),
+                    c.bbox.x2.min(w),
+                    c.bbox.y2.min(h),
+                ),
             })
             .filter(|d| d.bbox.area() > 0.0)
             .collect())
     }
 
-    fn run(&mut self, tensor: &ndarray::Array4<f32>, canvas: (u32, u32)) -> Result<Vec<Candidate>, String> {
+    fn run(
+        &mut self,
+        tensor: &ndarray::Array4<f32>,
+        canvas: (u32, u32),
+    ) -> Result<Vec<Candidate>, String> {
         let input = TensorRef::from_array_view(tensor).map_err(|e| e.to_string())?;
-        let outputs = self.session.run(ort::inputs![input]).map_err(|e| e.to_string())?;
+        let outputs = self
+            .session
+            .run(ort::inputs![input])
+            .map_err(|e| e.to_string())?;
         let names: Vec<&str> = outputs.keys().collect();
         let mut arrays = Vec::with_capacity(outputs.len());
         for (i, name) in names.iter().enumerate() {
-            arrays.push(outputs[i].try_extract_array::<f32>().map_err(|e| format!("output {name}: {e}"))?);
+            arrays.push(
+                outputs[i]
+                    .try_extract_array::<f32>()
+                    .map_err(|e| format!("output {name}: {e}"))?,
+            );
         }
-        let found = self.family.decode(&Outputs { names, arrays }, canvas, self.settings.threshold)?;
+        let found =
+            self.family
+                .decode(&Outputs { names, arrays }, canvas, self.settings.threshold)?;
         Ok(nms::nms(found, self.settings.nms_iou))
     }
 }

@@ -20,12 +20,18 @@ mod tests {
     use crate::geometry::BoxF;
 
     fn c(x: f32, score: f32) -> Candidate {
-        Candidate { bbox: BoxF::new(x, 0.0, x + 10.0, 10.0), score }
+        Candidate {
+            bbox: BoxF::new(x, 0.0, x + 10.0, 10.0),
+            score,
+        }
     }
 
     #[test]
     fn keeps_the_best_of_each_overlapping_group() {
-        let kept = nms(vec![c(0.0, 0.5), c(1.0, 0.9), c(50.0, 0.3), c(2.0, 0.7)], 0.3);
+        let kept = nms(
+            vec![c(0.0, 0.5), c(1.0, 0.9), c(50.0, 0.3), c(2.0, 0.7)],
+            0.3,
+        );
         let scores: Vec<f32> = kept.iter().map(|k| k.score).collect();
         assert_eq!(scores, vec![0.9, 0.3]);
     }

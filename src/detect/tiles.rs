@@ -39,7 +39,7 @@ impl TilingConfig {
         if self.whole_size < 32 || self.tile_size < 32 {
             return Err("whole_size and tile_size must be at least 32".into());
         }
-        if !(self.tile_when >= 1.0) {
+        if !(1.0..=f32::MAX).contains(&self.tile_when) {
             return Err("tile_when must be at least 1.0".into());
         }
         if !(self.tile_scale > 0.0 && self.tile_scale <= 1.0) {
@@ -55,7 +55,13 @@ impl TilingConfig {
     pub fn plan(&self, width: u32, height: u32) -> Vec<Tile> {
         let long = width.max(height) as f32;
         let whole_scale = (self.whole_size as f32 / long).min(1.0);
-        let mut plan = vec![Tile { x: 0, y: 0, width, height, scale: whole_scale }];
+        let mut plan = vec![Tile {
+            x: 0,
+            y: 0,
+            width,
+            height,
+            scale: whole_scale,
+        }];
         if long * self.tile_scale <= self.whole_size as f32 * self.tile_when {
             return plan;
         }
@@ -90,12 +96,26 @@ fn starts(length: u32, side: u32, step: u32) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    const CFG: TilingConfig =
-        TilingConfig { whole_size: 640, tile_size: 640, tile_when: 1.5, tile_scale: 1.0, overlap: 0.25 };
+    const CFG: TilingConfig = TilingConfig {
+        whole_size: 640,
+        tile_size: 640,
+        tile_when: 1.5,
+        tile_scale: 1.0,
+        overlap: 0.25,
+    };
 
     #[test]
     fn small_images_get_one_full_resolution_pass() {
-        assert_eq!(CFG.plan(640, 480), vec![Tile { x: 0, y: 0, width: 640, height: 480, scale: 1.0 }]);
+        assert_eq!(
+            CFG.plan(640, 480),
+            vec![Tile {
+                x: 0,
+                y: 0,
+                width: 640,
+                height: 480,
+                scale: 1.0
+            }]
+        );
         assert_eq!(CFG.plan(900, 600).len(), 1);
     }
 
@@ -106,17 +126,28 @@ mod tests {
         let tiles = &plan[1..];
         // every pixel is inside some tile
         for (px, py) in [(0, 0), (3999, 2999), (2000, 1500), (639, 2999), (3999, 0)] {
-            assert!(tiles.iter().any(|t| px >= t.x && px < t.x + t.width && py >= t.y && py < t.y + t.height));
+            assert!(
+                tiles
+                    .iter()
+                    .any(|t| px >= t.x && px < t.x + t.width && py >= t.y && py < t.y + t.height)
+            );
         }
         // neighbours overlap by at least a quarter of a tile
         let xs: Vec<u32> = tiles.iter().filter(|t| t.y == 0).map(|t| t.x).collect();
         assert!(xs.windows(2).all(|w| w[1] - w[0] <= 480));
-        assert!(tiles.iter().all(|t| t.width == 640 && t.height == 640 && t.scale == 1.0));
+        assert!(
+            tiles
+                .iter()
+                .all(|t| t.width == 640 && t.height == 640 && t.scale == 1.0)
+        );
     }
 
     #[test]
     fn tile_scale_trades_tiles_for_resolution() {
-        let half = TilingConfig { tile_scale: 0.5, ..CFG };
+        let half = TilingConfig {
+            tile_scale: 0.5,
+            ..CFG
+        };
         assert!(half.plan(4000, 3000).len() < CFG.plan(4000, 3000).len());
         assert!(half.plan(4000, 3000)[1..].iter().all(|t| t.width == 1280));
     }

@@ -17,7 +17,10 @@ impl Family for Yolov8 {
             order: ChannelOrder::Rgb,
             value_scale: 1.0 / 255.0,
             pad: 114.0 / 255.0,
-            canvas: Canvas::Fixed { width: 640, height: 640 },
+            canvas: Canvas::Fixed {
+                width: 640,
+                height: 640,
+            },
         }
     }
 
@@ -26,18 +29,39 @@ impl Family for Yolov8 {
         FamilyDefaults {
             threshold: 0.3,
             nms_iou: 0.4,
-            tiling: TilingConfig { whole_size: 640, tile_size: 640, tile_when: 1.5, tile_scale: 1.0, overlap: 0.2 },
+            tiling: TilingConfig {
+                whole_size: 640,
+                tile_size: 640,
+                tile_when: 1.5,
+                tile_scale: 1.0,
+                overlap: 0.2,
+            },
         }
     }
 
-    fn decode(&self, outputs: &Outputs, _canvas: (u32, u32), threshold: f32) -> Result<Vec<Candidate>, String> {
+    fn decode(
+        &self,
+        outputs: &Outputs,
+        _canvas: (u32, u32),
+        threshold: f32,
+    ) -> Result<Vec<Candidate>, String> {
         let out = outputs.at(0)?;
         let (rows, anchors) = match out.shape() {
             [1, r, a] => (*r, *a),
-            other => return Err(format!("output 0 has shape {other:?}, expected [1, rows, anchors]")),
+            other => {
+                return Err(format!(
+                    "output 0 has shape {other:?}, expected [1, rows, anchors]"
+                ));
+            }
         };
         // A second output holds mask prototypes: the rows then end with mask coefficients.
-        let classes = rows.saturating_sub(4 + if outputs.arrays.len() > 1 { MASK_COEFFICIENTS } else { 0 });
+        let classes = rows.saturating_sub(
+            4 + if outputs.arrays.len() > 1 {
+                MASK_COEFFICIENTS
+            } else {
+                0
+            },
+        );
         if classes == 0 {
             return Err(format!("output 0 has {rows} rows: no class scores"));
         }
@@ -50,7 +74,10 @@ impl Family for Yolov8 {
                 continue;
             }
             let (cx, cy, w, h) = (row(0)[a], row(1)[a], row(2)[a], row(3)[a]);
-            found.push(Candidate { bbox: BoxF::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0), score });
+            found.push(Candidate {
+                bbox: BoxF::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0),
+                score,
+            });
         }
         Ok(found)
     }
@@ -69,7 +96,10 @@ mod tests {
         }
         out[[0, 5, 2]] = 0.99; // a mask coefficient, not a score
         let protos = ArrayD::<f32>::zeros(vec![1, 32, 2, 2]);
-        let outputs = Outputs { names: vec!["output0", "output1"], arrays: vec![out.view(), protos.view()] };
+        let outputs = Outputs {
+            names: vec!["output0", "output1"],
+            arrays: vec![out.view(), protos.view()],
+        };
         let found = Yolov8.decode(&outputs, (640, 640), 0.3).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].bbox, BoxF::new(80.0, 40.0, 120.0, 60.0));

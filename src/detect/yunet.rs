@@ -11,7 +11,12 @@ const STRIDES: [u32; 3] = [8, 16, 32];
 
 impl Family for YuNet {
     fn input(&self) -> InputSpec {
-        InputSpec { order: ChannelOrder::Bgr, value_scale: 1.0, pad: 0.0, canvas: Canvas::Multiple(32) }
+        InputSpec {
+            order: ChannelOrder::Bgr,
+            value_scale: 1.0,
+            pad: 0.0,
+            canvas: Canvas::Multiple(32),
+        }
     }
 
     fn defaults(&self) -> FamilyDefaults {
@@ -20,11 +25,22 @@ impl Family for YuNet {
         FamilyDefaults {
             threshold: 0.5,
             nms_iou: 0.3,
-            tiling: TilingConfig { whole_size: 960, tile_size: 1024, tile_when: 1.5, tile_scale: 1.0, overlap: 0.25 },
+            tiling: TilingConfig {
+                whole_size: 960,
+                tile_size: 1024,
+                tile_when: 1.5,
+                tile_scale: 1.0,
+                overlap: 0.25,
+            },
         }
     }
 
-    fn decode(&self, outputs: &Outputs, (width, height): (u32, u32), threshold: f32) -> Result<Vec<Candidate>, String> {
+    fn decode(
+        &self,
+        outputs: &Outputs,
+        (width, height): (u32, u32),
+        threshold: f32,
+    ) -> Result<Vec<Candidate>, String> {
         let mut found = Vec::new();
         for s in STRIDES {
             let cols = (width / s) as usize;
@@ -42,7 +58,10 @@ impl Family for YuNet {
                 let b = &bbox[i * 4..i * 4 + 4];
                 let (cx, cy) = ((c + b[0]) * s, (r + b[1]) * s);
                 let (w, h) = (b[2].exp() * s, b[3].exp() * s);
-                found.push(Candidate { bbox: BoxF::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0), score });
+                found.push(Candidate {
+                    bbox: BoxF::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0),
+                    score,
+                });
             }
         }
         Ok(found)
@@ -52,9 +71,14 @@ impl Family for YuNet {
 /// The contiguous data of output `name`, checked to hold `len` values.
 fn slice<'a>(outputs: &'a Outputs, name: &str, len: usize) -> Result<&'a [f32], String> {
     let a = outputs.by_name(name)?;
-    let s = a.as_slice().ok_or_else(|| format!("output {name} is not contiguous"))?;
+    let s = a
+        .as_slice()
+        .ok_or_else(|| format!("output {name} is not contiguous"))?;
     if s.len() != len {
-        return Err(format!("output {name} has {} values, expected {len}", s.len()));
+        return Err(format!(
+            "output {name} has {} values, expected {len}",
+            s.len()
+        ));
     }
     Ok(s)
 }

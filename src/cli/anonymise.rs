@@ -1,0 +1,308 @@
+//! `veil anonymise IN... --out DIR`: anonymise files and folders, in parallel, with a report.
+//!
+//! Folders are walked recursively and their relative paths kept under DIR. Each worker thread
+//! owns a pipeline (its own ONNX Runtime sessions). An image that fails is reported and skipped;
+//! the others are still processed, and the exit code says that something failed. Outputs are
+//! written to a temporary name and renamed, so a crash never leaves a half-written image.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use veil::codec::Format;
+use veil::config::{Config, ConfigError};
+use veil::detect::Class;
+use veil::pipeline::Pipeline;
+use veil::report::Report;
+use veil::runtime::Device;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Image files and folders (walked recursively for .jpg, .jpeg, .png and .webp files).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder; relative paths under each input folder are kept.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Write one JSON line per image (detections, models, outputs, timings) to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Images processed in parallel (default: one per CPU core).
+    #[arg(long, short)]
+    workers: Option<usize>,
+    /// Output format (default: the input's format).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// JPEG quality, 1-100.
+    #[arg(long)]
+    jpeg_quality: Option<u8>,
+    /// Where inference runs.
+    #[arg(long, value_enum)]
+    device: Option<DeviceArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+/// One image to process: where it is and where its copy goes (without extension change yet).
+struct Job {
+    input: PathBuf,
+    relative: PathBuf,
+}
+
+/// One line of the report file.
+#[derive(Serialize)]
+struct Line<'a> {
+    input: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    report: Option<&'a Report>,
+}
+
+pub fn run(mut config: Config, args: Args) -> Result<ExitCode, ConfigError> {
+    if let Some(f) = args.format {
+        config.output.format = Some(match f {
+            FormatArg::Jpeg => Format::Jpeg,
+            FormatArg::Png => Format::Png,
+            FormatArg::Webp => Format::Webp,
+        });
+    }
+    if let Some(q) = args.jpeg_quality {
+        config.output.jpeg_quality = q;
+    }
+    if let Some(d) = args.device {
+        config.runtime.device = match d {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda,
+        };
+    }
+    let errors = config.validate();
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
+    let jobs = collect(&args.inputs).map_err(|e| ConfigError::Invalid(vec![e]))?;
+    let engine = config.engine()?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, jobs.len().max(1));
+    let mut pipelines = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        pipelines.push(engine.pipeline()?);
+    }
+    let mut report = match &args.report {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| ConfigError::Invalid(vec![format!("--report {}: {e}", p.display())]),
+        )?)),
+        None => None,
+    };
+
+    let bar = ProgressBar::new(jobs.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta} {msg}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let (tx, rx) = mpsc::channel();
+    let (mut ok, mut failed, mut faces, mut plates) = (0usize, 0usize, 0usize, 0usize);
+    std::thread::scope(|s| {
+        for mut pipeline in pipelines {
+            let tx = tx.clone();
+            let (jobs, next, out, rendition) = (&jobs, &next, &args.out, &config.output);
+            s.spawn(move || {
+                while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = process(&mut pipeline, job, out, rendition);
+                    if tx.send((job, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for (job, result) in rx {
+            let line = match &result {
+                Ok((output, r)) => {
+                    ok += 1;
+                    faces += r.count(Class::Face);
+                    plates += r.count(Class::Plate);
+                    Line {
+                        input: &job.input,
+                        output: Some(output),
+                        error: None,
+                        report: Some(r),
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    bar.suspend(|| eprintln!("veil: {}: {e}", job.input.display()));
+                    Line {
+                        input: &job.input,
+                        output: None,
+                        error: Some(e),
+                        report: None,
+                    }
+                }
+            };
+            if let Some(w) = report.as_mut() {
+                let written = serde_json::to_writer(&mut *w, &line)
+                    .map_err(std::io::Error::from)
+                    .and_then(|_| w.write_all(b"\n"));
+                if let Err(e) = written {
+                    bar.suspend(|| eprintln!("veil: cannot write the report: {e}"));
+                }
+            }
+            bar.inc(1);
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(mut w) = report {
+        w.flush()
+            .map_err(|e| ConfigError::Invalid(vec![format!("cannot write the report: {e}")]))?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "veil: anonymised {ok} of {} images ({failed} failed): {faces} faces, {plates} plates redacted; \
+         {secs:.1} s, {:.2} images/s with {workers} workers",
+        jobs.len(),
+        ok as f64 / secs.max(1e-9)
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Anonymises one file and writes its copy; returns the output path and the report.
+fn process(
+    pipeline: &mut Pipeline,
+    job: &Job,
+    out: &Path,
+    rendition: &veil::rendition::Rendition,
+) -> Result<(PathBuf, Report), String> {
+    let bytes = std::fs::read(&job.input).map_err(|e| format!("cannot read: {e}"))?;
+    let result = pipeline
+        .anonymise(&bytes, std::slice::from_ref(rendition))
+        .map_err(|e| e.to_string())?;
+    let output = &result.outputs[0];
+    let path = output_path(out, &job.relative, output.info.format);
+    if same_file(&path, &job.input) {
+        return Err(format!(
+            "refusing to overwrite the input with its copy at {}",
+            path.display()
+        ));
+    }
+    write_atomically(&path, &output.bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((path, result.report))
+}
+
+/// `out/relative`, with the extension changed when the output format differs from it.
+fn output_path(out: &Path, relative: &Path, format: Format) -> PathBuf {
+    let path = out.join(relative);
+    match extension_format(&path) {
+        Some(f) if f == format => path,
+        _ => path.with_extension(format.extension()),
+    }
+}
+
+fn extension_format(path: &Path) -> Option<Format> {
+    match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "jpg" | "jpeg" => Some(Format::Jpeg),
+        "png" => Some(Format::Png),
+        "webp" => Some(Format::Webp),
+        _ => None,
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".veil-partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Expands the inputs: files as given, folders walked for image files, in a stable order.
+fn collect(inputs: &[PathBuf]) -> Result<Vec<Job>, String> {
+    let mut jobs = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<Job> = walkdir::WalkDir::new(input)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_file() && extension_format(e.path()).is_some())
+                .map(|e| Job {
+                    relative: e
+                        .path()
+                        .strip_prefix(input)
+                        .expect("walked under input")
+                        .to_path_buf(),
+                    input: e.into_path(),
+                })
+                .collect();
+            jobs.append(&mut found);
+        } else if input.is_file() {
+            let name = input
+                .file_name()
+                .ok_or_else(|| format!("{} has no file name", input.display()))?;
+            jobs.push(Job {
+                input: input.clone(),
+                relative: PathBuf::from(name),
+            });
+        } else {
+            return Err(format!("input {} does not exist", input.display()));
+        }
+    }
+    Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_keep_relative_folders_and_fix_the_extension() {
+        let out = Path::new("/o");
+        assert_eq!(
+            output_path(out, Path::new("a/b.JPG"), Format::Jpeg),
+            Path::new("/o/a/b.JPG")
+        );
+        assert_eq!(
+            output_path(out, Path::new("a/b.jpg"), Format::Png),
+            Path::new("/o/a/b.png")
+        );
+        assert_eq!(
+            output_path(out, Path::new("c.bin"), Format::Webp),
+            Path::new("/o/c.webp")
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! Shared parts of the command line: config loading, logging, error reporting.
+
+pub mod anonymise;
+pub mod models;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use veil::config::{Config, ConfigError};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, filtered by `VEIL_LOG` (e.g. `info`, `veil=debug`); warnings by default.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The given config file, else `config/veil.toml` when it exists, else the built-in defaults.
+pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None if Path::new("config/veil.toml").exists() => {
+            Config::load(Path::new("config/veil.toml"))
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+/// Prints an error that stops veil as one sentence and returns the exit code for it.
+pub fn fatal(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("veil: {e}");
+    ExitCode::from(2)
+}
