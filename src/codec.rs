@@ -14,10 +14,10 @@ use image::metadata::Orientation;
 use image::{
     DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageFormat, RgbImage,
 };
+use serde::{Deserialize, Serialize};
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
-use serde::{Deserialize, Serialize};
 
 /// The formats veil reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,12 +120,21 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
         Format::Png | Format::Webp => decode_other(bytes, format, limits)?,
     };
     img.apply_orientation(orientation);
-    Ok(Decoded { picture: picture(img), format, orientation: orientation.to_exif(), icc })
+    Ok(Decoded {
+        picture: picture(img),
+        format,
+        orientation: orientation.to_exif(),
+        icc,
+    })
 }
 
 fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<(), InputError> {
     if width as u64 * height as u64 > limits.max_pixels {
-        return Err(InputError::TooManyPixels { width, height, limit: limits.max_pixels });
+        return Err(InputError::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
     }
     if width == 0 || height == 0 {
         return Err(InputError::Corrupt("the image has no pixels".into()));
@@ -139,17 +148,29 @@ type Pixels = (DynamicImage, Orientation, Option<Vec<u8>>);
 /// lenient decoder would fill the missing part with grey and carry on.
 fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Pixels, InputError> {
     let corrupt = |e: zune_jpeg::errors::DecodeErrors| InputError::Corrupt(e.to_string());
-    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(usize::MAX).set_max_height(usize::MAX);
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
     let mut decoder = JpegDecoder::new_with_options(Cursor::new(bytes), options);
     decoder.decode_headers().map_err(corrupt)?;
-    let info = decoder.info().ok_or_else(|| InputError::Corrupt("no JPEG header".into()))?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| InputError::Corrupt("no JPEG header".into()))?;
     let (width, height) = (info.width as u32, info.height as u32);
     check_pixels(width, height, limits)?;
     // A broken EXIF block must not stop anonymisation: the image is then shown unrotated.
-    let orientation = decoder.exif().and_then(|e| Orientation::from_exif_chunk(e)).unwrap_or(Orientation::NoTransforms);
+    let orientation = decoder
+        .exif()
+        .and_then(|e| Orientation::from_exif_chunk(e))
+        .unwrap_or(Orientation::NoTransforms);
     let icc = decoder.icc_profile();
     let gray = decoder.input_colorspace() == Some(ColorSpace::Luma);
-    let out = if gray { ColorSpace::Luma } else { ColorSpace::RGB };
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
     let options = decoder.options().jpeg_set_out_colorspace(out);
     decoder.set_options(options);
     let pixels = decoder.decode().map_err(corrupt)?;
@@ -158,7 +179,9 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Pixels, InputError> {
     } else {
         RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
     };
-    let img = img.ok_or_else(|| InputError::Corrupt("decoded fewer pixels than the header declares".into()))?;
+    let img = img.ok_or_else(|| {
+        InputError::Corrupt("decoded fewer pixels than the header declares".into())
+    })?;
     Ok((img, orientation, icc))
 }
 

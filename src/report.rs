@@ -30,6 +30,8 @@ pub struct Timings {
     pub decode_ms: f64,
     pub detect_ms: f64,
     pub redact_ms: f64,
+    /// Checking redacted regions again (see `redaction.verify_passes`).
+    pub verify_ms: f64,
     pub encode_ms: f64,
 }
 

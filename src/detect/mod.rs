@@ -163,14 +163,27 @@ impl Detector {
         }
     }
 
+    pub fn threshold(&self) -> f32 {
+        self.settings.threshold
+    }
+
     /// Finds every object of this detector's class in `img`, in source pixels.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        self.detect_at(img, self.settings.threshold)
+    }
+
+    /// [`detect`](Self::detect) with another score threshold.
+    pub fn detect_at(
+        &mut self,
+        img: &RgbImage,
+        threshold: f32,
+    ) -> Result<Vec<Detection>, DetectError> {
         let spec = self.family.input();
         let mut all = Vec::new();
         for tile in self.settings.tiling.plan(img.width(), img.height()) {
             let prepared = self.preparer.prepare(img, &tile, &spec);
             let found = self
-                .run(&prepared.tensor, prepared.canvas)
+                .run(&prepared.tensor, prepared.canvas, threshold)
                 .map_err(|message| DetectError {
                     model: self.name.clone(),
                     message,
@@ -202,6 +215,7 @@ impl Detector {
         &mut self,
         tensor: &ndarray::Array4<f32>,
         canvas: (u32, u32),
+        threshold: f32,
     ) -> Result<Vec<Candidate>, String> {
         let input = TensorRef::from_array_view(tensor).map_err(|e| e.to_string())?;
         let outputs = self
@@ -217,9 +231,9 @@ impl Detector {
                     .map_err(|e| format!("output {name}: {e}"))?,
             );
         }
-        let found =
-            self.family
-                .decode(&Outputs { names, arrays }, canvas, self.settings.threshold)?;
+        let found = self
+            .family
+            .decode(&Outputs { names, arrays }, canvas, threshold)?;
         Ok(nms::nms(found, self.settings.nms_iou))
     }
 }

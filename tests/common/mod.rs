@@ -1,0 +1,119 @@
+//! Shared helpers for the integration tests: configuration pointing at the installed runtime and
+//! models, the real test photos, and pixel measurements.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use veil::config::{Config, DetectorConfig};
+use veil::geometry::BoxF;
+use veil::pipeline::Pipeline;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default configuration, with the runtime and models that scripts/setup.sh installs.
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.runtime.library = Some(
+        std::env::var_os("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join(".cache/onnxruntime/libonnxruntime.so")),
+    );
+    c.runtime.models_dir = root().join("models");
+    c
+}
+
+pub fn pipeline_with(config: &Config) -> Pipeline {
+    config
+        .engine()
+        .unwrap_or_else(|e| panic!("{e} (the tests need scripts/setup.sh to have run)"))
+        .pipeline()
+        .expect("sessions load")
+}
+
+/// A pipeline running every model in the manifest, to look for what the default one left.
+pub fn all_models() -> Pipeline {
+    let mut c = config();
+    c.detectors = ["yunet", "centerface", "platedet"]
+        .map(|m| DetectorConfig {
+            model: m.into(),
+            ..Default::default()
+        })
+        .into();
+    pipeline_with(&c)
+}
+
+pub fn testdata(name: &str) -> PathBuf {
+    root().join(".cache/testdata").join(name)
+}
+
+/// A real photo fetched by scripts/fetch_test_images.py.
+pub fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(testdata(name))
+        .unwrap_or_else(|e| panic!("{name}: {e} (run scripts/fetch_test_images.py first)"))
+}
+
+pub fn rect(b: &BoxF, img: &RgbImage) -> (u32, u32, u32, u32) {
+    b.pixel_rect(img.width(), img.height())
+        .expect("box inside the image")
+}
+
+/// Mean absolute Laplacian of the luma inside a rectangle: the high-frequency detail that makes
+/// a face or a plate's characters recognisable.
+pub fn detail(img: &RgbImage, (x, y, w, h): (u32, u32, u32, u32)) -> f64 {
+    let luma = |xx: u32, yy: u32| {
+        let p = img.get_pixel(xx, yy).0;
+        0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64
+    };
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for yy in y + 1..y + h - 1 {
+        for xx in x + 1..x + w - 1 {
+            let l = 4.0 * luma(xx, yy)
+                - luma(xx - 1, yy)
+                - luma(xx + 1, yy)
+                - luma(xx, yy - 1)
+                - luma(xx, yy + 1);
+            sum += l.abs();
+            n += 1.0;
+        }
+    }
+    sum / n
+}
+
+/// Fraction of pixels inside a rectangle that differ between two images of the same size.
+pub fn changed(a: &RgbImage, b: &RgbImage, (x, y, w, h): (u32, u32, u32, u32)) -> f64 {
+    let mut changed = 0;
+    for yy in y..y + h {
+        for xx in x..x + w {
+            if a.get_pixel(xx, yy) != b.get_pixel(xx, yy) {
+                changed += 1;
+            }
+        }
+    }
+    changed as f64 / (w * h) as f64
+}
+
+/// Asserts that a known object was redacted: nearly every pixel changed and detail destroyed.
+pub fn assert_redacted(before: &RgbImage, after: &RgbImage, b: &BoxF, what: &str) {
+    let r = rect(b, before);
+    let changed = changed(before, after, r);
+    let (d0, d1) = (detail(before, r), detail(after, r));
+    assert!(
+        changed > 0.9,
+        "{what}: only {:.0} % of the pixels in {b:?} changed",
+        changed * 100.0
+    );
+    assert!(
+        d1 < 0.25 * d0,
+        "{what}: detail in {b:?} went from {d0:.2} to {d1:.2} only"
+    );
+}
+
+pub fn rgb(bytes: &[u8]) -> RgbImage {
+    image::load_from_memory(bytes)
+        .expect("output decodes")
+        .to_rgb8()
+}

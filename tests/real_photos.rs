@@ -1,0 +1,206 @@
+//! The pipeline on real photos: every face and plate the test knows of is found, its pixels are
+//! replaced and its detail destroyed, and no detector finds it again in the output.
+
+mod common;
+
+use common::*;
+use veil::detect::Class;
+use veil::geometry::BoxF;
+use veil::rendition::Rendition;
+
+/// Faces in the test photos, checked by eye: (photo, boxes as [x1, y1, x2, y2]).
+const FACES: &[(&str, &[[f32; 4]])] = &[
+    (
+        "t1.jpg",
+        &[
+            [745.0, 344.0, 847.0, 476.0],
+            [1132.0, 279.0, 1224.0, 398.0],
+            [463.0, 270.0, 577.0, 417.0],
+            [267.0, 151.0, 367.0, 268.0],
+            [61.0, 270.0, 168.0, 397.0],
+            [906.0, 66.0, 1005.0, 202.0],
+        ],
+    ),
+    ("astronaut.png", &[[178.0, 63.0, 268.0, 176.0]]),
+    ("camera.png", &[[196.0, 113.0, 256.0, 194.0]]),
+];
+
+/// A plate in fast-alpr's test image, checked by eye.
+const CAR_PLATE: [f32; 4] = [306.0, 189.0, 387.0, 210.0];
+
+fn best_iou(found: &[veil::detect::Detection], class: Class, b: &BoxF) -> f32 {
+    found
+        .iter()
+        .filter(|d| d.class == class)
+        .map(|d| d.bbox.iou(b))
+        .fold(0.0, f32::max)
+}
+
+/// Anonymises every photo with the given face model and checks each known face; the output is
+/// then run through the same detectors again, which must not find any known face.
+fn known_faces_are_found_blurred_and_not_found_again(face_model: &str) {
+    let mut c = config();
+    c.detectors[0].model = face_model.into();
+    let mut pipeline = pipeline_with(&c);
+    let mut recheck = pipeline_with(&c);
+    for (name, faces) in FACES {
+        let input = photo(name);
+        let result = pipeline.anonymise(&input, &[Rendition::default()]).unwrap();
+        let (before, after) = (rgb(&input), rgb(&result.outputs[0].bytes));
+        for f in faces.iter().map(|f| BoxF::from(*f)) {
+            let iou = best_iou(&result.report.detections, Class::Face, &f);
+            assert!(
+                iou >= 0.5,
+                "{face_model}, {name}: face {f:?} found with IoU {iou} only"
+            );
+            assert_redacted(&before, &after, &f, name);
+        }
+        let again = recheck
+            .anonymise(&result.outputs[0].bytes, &[])
+            .unwrap()
+            .report
+            .detections;
+        let leftovers: Vec<_> = again
+            .iter()
+            .filter(|d| faces.iter().any(|f| d.bbox.iou(&BoxF::from(*f)) > 0.1))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{face_model}, {name}: detectors still find {leftovers:?} in the output"
+        );
+    }
+}
+
+#[test]
+fn yunet_finds_blurs_and_no_longer_finds_every_known_face() {
+    known_faces_are_found_blurred_and_not_found_again("yunet");
+}
+
+#[test]
+fn centerface_finds_blurs_and_no_longer_finds_every_known_face() {
+    known_faces_are_found_blurred_and_not_found_again("centerface");
+}
+
+#[test]
+fn the_plate_in_a_street_photo_is_blurred_and_not_found_again() {
+    let input = photo("fast_alpr_car.png");
+    let result = pipeline_with(&config())
+        .anonymise(&input, &[Rendition::default()])
+        .unwrap();
+    let plate = BoxF::from(CAR_PLATE);
+    assert!(best_iou(&result.report.detections, Class::Plate, &plate) >= 0.5);
+    assert_redacted(
+        &rgb(&input),
+        &rgb(&result.outputs[0].bytes),
+        &plate,
+        "fast_alpr_car.png",
+    );
+    let again = pipeline_with(&config())
+        .anonymise(&result.outputs[0].bytes, &[])
+        .unwrap()
+        .report;
+    assert_eq!(again.count(Class::Plate), 0, "{:?}", again.detections);
+}
+
+/// Reads a YOLO-OBB label file: "class x1 y1 x2 y2 x3 y3 x4 y4" in normalised coordinates.
+fn labelled_plates(label: &std::path::Path, w: u32, h: u32) -> Vec<BoxF> {
+    std::fs::read_to_string(label)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Vec<f32> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|t| t.parse().unwrap())
+                .collect();
+            let xs = v.iter().step_by(2).map(|x| x * w as f32);
+            let ys = v.iter().skip(1).step_by(2).map(|y| y * h as f32);
+            let (x1, x2) = xs.fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(x), b.max(x)));
+            let (y1, y2) = ys.fold((f32::MAX, f32::MIN), |(a, b), y| (a.min(y), b.max(y)));
+            BoxF::new(x1, y1, x2, y2)
+        })
+        .collect()
+}
+
+#[test]
+fn labelled_plates_are_found_with_high_recall_and_all_redacted() {
+    let mut pipeline = pipeline_with(&config());
+    let mut recheck = pipeline_with(&config());
+    let dir = testdata("plates");
+    let mut images: Vec<_> = std::fs::read_dir(dir.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    images.sort();
+    assert_eq!(images.len(), 18, "the labelled set has 18 images");
+    let (mut total, mut found) = (0, 0);
+    for path in images {
+        let input = std::fs::read(&path).unwrap();
+        let before = rgb(&input);
+        let label = dir
+            .join("labels")
+            .join(path.with_extension("txt").file_name().unwrap());
+        let plates = labelled_plates(&label, before.width(), before.height());
+        let result = pipeline.anonymise(&input, &[Rendition::default()]).unwrap();
+        let after = rgb(&result.outputs[0].bytes);
+        for p in &plates {
+            total += 1;
+            if best_iou(&result.report.detections, Class::Plate, p) >= 0.5 {
+                found += 1;
+            }
+            assert_redacted(&before, &after, p, &path.display().to_string());
+        }
+        let again = recheck
+            .anonymise(&result.outputs[0].bytes, &[])
+            .unwrap()
+            .report
+            .detections;
+        let leftovers: Vec<_> = again
+            .iter()
+            .filter(|d| plates.iter().any(|p| d.bbox.iou(p) > 0.1))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{}: detectors still find {leftovers:?} in the output",
+            path.display()
+        );
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!("plate recall at IoU 0.5: {found}/{total} = {recall:.3}");
+    assert!(
+        recall >= 0.95,
+        "plate recall {recall:.3} below 0.95 ({found}/{total})"
+    );
+}
+
+#[test]
+fn large_images_keep_small_faces_through_tiles() {
+    // t1.jpg pasted at its own size into a 4000×3000 canvas: its faces are ~100 px, about 16 px
+    // in the downscaled whole pass, so only the full-resolution tiles can find them all.
+    let t1 = rgb(&photo("t1.jpg"));
+    let mut canvas = image::RgbImage::from_pixel(4000, 3000, image::Rgb([90, 110, 90]));
+    image::imageops::replace(&mut canvas, &t1, 2500, 1900);
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes);
+    canvas
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    let mut c = config();
+    c.detectors.retain(|d| d.model == "yunet");
+    let report = pipeline_with(&c).anonymise(&bytes, &[]).unwrap().report;
+    let (_, faces) = FACES[0];
+    for f in faces
+        .iter()
+        .map(|f| BoxF::new(f[0] + 2500.0, f[1] + 1900.0, f[2] + 2500.0, f[3] + 1900.0))
+    {
+        let iou = best_iou(&report.detections, Class::Face, &f);
+        assert!(
+            iou >= 0.5,
+            "face {f:?} in the large image found with IoU {iou} only"
+        );
+    }
+}
