@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
-use veil::config::{Config, DetectorConfig};
+use veil::config::Config;
 use veil::geometry::BoxF;
 use veil::pipeline::Pipeline;
 
@@ -31,18 +31,6 @@ pub fn pipeline_with(config: &Config) -> Pipeline {
         .unwrap_or_else(|e| panic!("{e} (the tests need scripts/setup.sh to have run)"))
         .pipeline()
         .expect("sessions load")
-}
-
-/// A pipeline running every model in the manifest, to look for what the default one left.
-pub fn all_models() -> Pipeline {
-    let mut c = config();
-    c.detectors = ["yunet", "centerface", "platedet"]
-        .map(|m| DetectorConfig {
-            model: m.into(),
-            ..Default::default()
-        })
-        .into();
-    pipeline_with(&c)
 }
 
 pub fn testdata(name: &str) -> PathBuf {

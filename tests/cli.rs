@@ -1,0 +1,171 @@
+//! The `veil` binary end to end: folders in, anonymised folder and report out, failures counted.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn veil(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_veil"));
+    c.arg("--config").arg(config);
+    c
+}
+
+fn write_config(dir: &Path, models_dir: &Path) -> std::path::PathBuf {
+    let lib = config().runtime.library.unwrap();
+    let path = dir.join("veil.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[runtime]\nlibrary = {:?}\nmodels_dir = {:?}\n",
+            lib.display().to_string(),
+            models_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("sub/t1.jpg"), photo("t1.jpg")).unwrap();
+    std::fs::write(input.join("astronaut.png"), photo("astronaut.png")).unwrap();
+    std::fs::write(input.join("sub/broken.jpg"), &photo("t1.jpg")[..5000]).unwrap();
+    std::fs::write(input.join("notes.txt"), "not an image").unwrap();
+    let out = tmp.path().join("out");
+    let report = tmp.path().join("report.jsonl");
+    let cfg = write_config(tmp.path(), &root().join("models"));
+
+    let run = veil(&cfg)
+        .arg("anonymise")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "one image failed, so the exit code says so: {stderr}"
+    );
+    assert!(
+        stderr.contains("anonymised 2 of 3 images (1 failed)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.jpg"),
+        "the failure names the file: {stderr}"
+    );
+    assert!(out.join("sub/t1.jpg").is_file() && out.join("astronaut.png").is_file());
+    assert!(
+        !out.join("sub/broken.jpg").exists(),
+        "nothing is written for a failed image"
+    );
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().to_string_lossy().ends_with(".veil-partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let t1 = lines
+        .iter()
+        .find(|l| l["input"].as_str().unwrap().ends_with("t1.jpg"))
+        .unwrap();
+    assert!(
+        t1["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["class"] == "face")
+            .count()
+            >= 6
+    );
+    assert!(
+        t1["detections"][0]["box"].as_array().unwrap().len() == 4
+            && t1["detections"][0]["score"].is_f64()
+    );
+    let manifest = veil::manifest::Manifest::load(&root().join("models")).unwrap();
+    for m in t1["models"].as_array().unwrap() {
+        assert_eq!(
+            m["sha256"],
+            manifest.get(m["name"].as_str().unwrap()).unwrap().sha256
+        );
+    }
+    assert!(t1["timings"]["detect_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        t1["outputs"][0]["sha256"],
+        veil::manifest::sha256_hex(&std::fs::read(out.join("sub/t1.jpg")).unwrap())
+    );
+    let broken = lines
+        .iter()
+        .find(|l| l["input"].as_str().unwrap().ends_with("broken.jpg"))
+        .unwrap();
+    assert!(
+        broken["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be decoded")
+    );
+}
+
+#[test]
+fn models_verify_passes_on_the_installed_models_and_a_tampered_model_stops_veil() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &root().join("models"));
+    let verify = veil(&cfg).args(["models", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(" ok ")).count(),
+        3,
+        "{stdout}"
+    );
+
+    let models = tmp.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    for f in ["manifest.toml", "yunet.onnx", "platedet.onnx"] {
+        std::fs::copy(root().join("models").join(f), models.join(f)).unwrap();
+    }
+    let mut tampered = std::fs::read(models.join("yunet.onnx")).unwrap();
+    tampered.push(0);
+    std::fs::write(models.join("yunet.onnx"), tampered).unwrap();
+    let cfg = write_config(tmp.path(), &models);
+    let run = veil(&cfg)
+        .arg("anonymise")
+        .arg(testdata("astronaut.png"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("yunet.onnx")
+            && stderr.contains("sha256")
+            && stderr.contains("scripts/setup.sh"),
+        "{stderr}"
+    );
+    assert!(
+        !tmp.path().join("out").exists(),
+        "nothing is written when a model is refused"
+    );
+}

@@ -1,0 +1,345 @@
+//! Orientation, metadata stripping, bad inputs and the pixel formats veil accepts.
+
+mod common;
+
+use common::*;
+use image::{DynamicImage, GenericImageView, ImageFormat};
+use veil::codec::{Format, InputError};
+use veil::detect::Class;
+use veil::geometry::BoxF;
+use veil::pipeline::PipelineError;
+use veil::rendition::Rendition;
+
+const ASTRONAUT_FACE: [f32; 4] = [178.0, 63.0, 268.0, 176.0];
+
+/// A TIFF (EXIF) block with Orientation = 6 and a GPS latitude.
+fn exif_with_orientation_6_and_gps() -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(b"II\x2a\x00\x08\x00\x00\x00");
+    let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32| {
+        t.extend_from_slice(&tag.to_le_bytes());
+        t.extend_from_slice(&kind.to_le_bytes());
+        t.extend_from_slice(&count.to_le_bytes());
+        t.extend_from_slice(&value.to_le_bytes());
+    };
+    // IFD0 at 8: Orientation (SHORT) = 6, GPSInfo (LONG) -> 38
+    t.extend_from_slice(&2u16.to_le_bytes());
+    entry(&mut t, 0x0112, 3, 1, 6);
+    entry(&mut t, 0x8825, 4, 1, 38);
+    t.extend_from_slice(&0u32.to_le_bytes());
+    // GPS IFD at 38: LatitudeRef "N", Latitude 3 RATIONALs at 68
+    t.extend_from_slice(&2u16.to_le_bytes());
+    entry(&mut t, 0x0001, 2, 2, u32::from_le_bytes(*b"N\0\0\0"));
+    entry(&mut t, 0x0002, 5, 3, 68);
+    t.extend_from_slice(&0u32.to_le_bytes());
+    for v in [48u32, 51, 30] {
+        t.extend_from_slice(&v.to_le_bytes());
+        t.extend_from_slice(&1u32.to_le_bytes());
+    }
+    t
+}
+
+fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+    let mut s = vec![0xFF, marker];
+    s.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+    s.extend_from_slice(payload);
+    s
+}
+
+/// The markers of a JPEG's header segments, up to the start of scan.
+fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
+    let mut markers = Vec::new();
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+        let m = bytes[i + 1];
+        markers.push(m);
+        if m == 0xDA {
+            break;
+        }
+        i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+    }
+    markers
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
+    // The photo as a viewer shows it (512×400), stored rotated as a camera held sideways would.
+    let display = image::load_from_memory(&photo("astronaut.png"))
+        .unwrap()
+        .crop_imm(0, 0, 512, 400)
+        .to_rgb8();
+    let stored = image::imageops::rotate270(&display);
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 95)
+        .encode(
+            stored.as_raw(),
+            stored.width() as u16,
+            stored.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    let mut exif = b"Exif\0\0".to_vec();
+    exif.extend(exif_with_orientation_6_and_gps());
+    let mut input = jpeg[..2].to_vec();
+    input.extend(segment(0xE1, &exif));
+    input.extend(segment(
+        0xE1,
+        b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>secret-xmp</x:xmpmeta>",
+    ));
+    input.extend(segment(0xED, b"Photoshop 3.0\0secret-iptc"));
+    input.extend(segment(0xFE, b"secret-comment"));
+    input.extend_from_slice(&jpeg[2..]);
+    assert_eq!(
+        image::load_from_memory(&input).unwrap().dimensions(),
+        (400, 512),
+        "stored sideways"
+    );
+
+    let result = pipeline_with(&config())
+        .anonymise(&input, &[Rendition::default()])
+        .unwrap();
+    let report = &result.report;
+    assert_eq!(
+        (report.orientation, report.width, report.height),
+        (6, 512, 400)
+    );
+    let face = BoxF::from(ASTRONAUT_FACE);
+    let iou = report
+        .detections
+        .iter()
+        .filter(|d| d.class == Class::Face)
+        .map(|d| d.bbox.iou(&face))
+        .fold(0.0, f32::max);
+    assert!(
+        iou >= 0.5,
+        "the face is found where the viewer sees it (IoU {iou})"
+    );
+
+    let out = &result.outputs[0].bytes;
+    let after = rgb(out);
+    assert_eq!(
+        after.dimensions(),
+        (512, 400),
+        "the output is stored upright"
+    );
+    assert_redacted(&display, &after, &face, "rotated astronaut");
+    let markers = jpeg_markers(out);
+    assert!(
+        markers
+            .iter()
+            .all(|m| !(0xE1..=0xEF).contains(m) && *m != 0xFE),
+        "metadata segments in output: {markers:x?}"
+    );
+    for needle in [&b"Exif"[..], b"xmpmeta", b"secret", b"Photoshop"] {
+        assert!(
+            !contains(out, needle),
+            "{:?} survived",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(out))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    use image::ImageDecoder;
+    assert_eq!(decoder.exif_metadata().unwrap(), None);
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = (data.len() as u32).to_be_bytes().to_vec();
+    c.extend_from_slice(kind);
+    c.extend_from_slice(data);
+    let mut h = crc32fast::Hasher::new();
+    h.update(kind);
+    h.update(data);
+    c.extend_from_slice(&h.finalize().to_be_bytes());
+    c
+}
+
+/// The chunk types of a PNG file, in order.
+fn png_chunks(bytes: &[u8]) -> Vec<String> {
+    let mut kinds = Vec::new();
+    let mut i = 8;
+    while i + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        kinds.push(String::from_utf8_lossy(&bytes[i + 4..i + 8]).into_owned());
+        i += 12 + len;
+    }
+    kinds
+}
+
+#[test]
+fn png_text_and_exif_chunks_are_not_carried_over() {
+    let original = photo("astronaut.png");
+    // insert metadata chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)
+    let mut input = original[..33].to_vec();
+    input.extend(png_chunk(b"tEXt", b"Comment\0secret-comment"));
+    input.extend(png_chunk(b"eXIf", &exif_with_orientation_6_and_gps()));
+    input.extend(png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0secret-xmp"));
+    input.extend_from_slice(&original[33..]);
+    let result = pipeline_with(&config())
+        .anonymise(&input, &[Rendition::default()])
+        .unwrap();
+    assert_eq!(result.report.orientation, 6, "eXIf orientation is honoured");
+    let out = &result.outputs[0].bytes;
+    let chunks = png_chunks(out);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| ["IHDR", "IDAT", "IEND"].contains(&c.as_str())),
+        "chunks in output: {chunks:?}"
+    );
+    assert!(!contains(out, b"secret"));
+}
+
+fn rejected(bytes: &[u8], config: &veil::config::Config) -> InputError {
+    match pipeline_with(config).anonymise(bytes, &[Rendition::default()]) {
+        Err(PipelineError::Input(e)) => {
+            assert!(!e.to_string().is_empty());
+            e
+        }
+        Err(other) => panic!("expected an input error, got {other}"),
+        Ok(_) => panic!("a bad input produced an output"),
+    }
+}
+
+/// A valid 1×1 PNG whose header claims `w × h` pixels (a decompression bomb's shape).
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut one = Vec::new();
+    DynamicImage::new_rgb8(1, 1)
+        .write_to(&mut std::io::Cursor::new(&mut one), ImageFormat::Png)
+        .unwrap();
+    let mut ihdr = one[16..29].to_vec();
+    ihdr[..4].copy_from_slice(&w.to_be_bytes());
+    ihdr[4..8].copy_from_slice(&h.to_be_bytes());
+    let mut bomb = one[..8].to_vec();
+    bomb.extend(png_chunk(b"IHDR", &ihdr));
+    bomb.extend_from_slice(&one[33..]);
+    bomb
+}
+
+#[test]
+fn corrupt_truncated_empty_foreign_and_oversized_inputs_are_rejected_with_a_reason() {
+    let c = config();
+    let t1 = photo("t1.jpg");
+    let png = photo("astronaut.png");
+    assert_eq!(rejected(b"", &c), InputError::Empty);
+    assert_eq!(
+        rejected(b"%PDF-1.7 not an image at all", &c),
+        InputError::UnknownFormat
+    );
+    assert!(
+        matches!(rejected(&t1[..t1.len() / 2], &c), InputError::Corrupt(_)),
+        "truncated JPEG"
+    );
+    assert!(
+        matches!(rejected(&png[..png.len() / 2], &c), InputError::Corrupt(_)),
+        "truncated PNG"
+    );
+    let mut damaged = t1.clone();
+    damaged[20..600].fill(0x5A);
+    assert!(
+        matches!(rejected(&damaged, &c), InputError::Corrupt(_)),
+        "damaged JPEG header"
+    );
+    assert!(matches!(
+        rejected(&png_claiming(100_000, 100_000), &c),
+        InputError::TooManyPixels {
+            width: 100_000,
+            height: 100_000,
+            ..
+        }
+    ));
+    let mut small = config();
+    small.limits.max_bytes = 1000;
+    assert!(matches!(
+        rejected(&t1, &small),
+        InputError::TooManyBytes { limit: 1000, .. }
+    ));
+    small.limits.max_bytes = u64::MAX;
+    small.limits.max_pixels = 100_000;
+    assert!(matches!(
+        rejected(&t1, &small),
+        InputError::TooManyPixels {
+            width: 1280,
+            height: 886,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn sixteen_bit_alpha_grayscale_and_webp_inputs_keep_their_shape() {
+    let mut pipeline = pipeline_with(&config());
+    let face = BoxF::from(ASTRONAUT_FACE);
+    let astronaut = image::load_from_memory(&photo("astronaut.png")).unwrap();
+
+    // 16-bit RGBA PNG: written as 8-bit RGBA with the alpha channel kept.
+    let mut rgba16 = astronaut.to_rgba16();
+    for (x, _, p) in rgba16.enumerate_pixels_mut() {
+        p.0[3] = (x * 128) as u16;
+    }
+    let mut input = Vec::new();
+    DynamicImage::ImageRgba16(rgba16.clone())
+        .write_to(&mut std::io::Cursor::new(&mut input), ImageFormat::Png)
+        .unwrap();
+    let result = pipeline.anonymise(&input, &[Rendition::default()]).unwrap();
+    let out = image::load_from_memory(&result.outputs[0].bytes).unwrap();
+    assert_eq!(out.color(), image::ColorType::Rgba8);
+    let (kept, source) = (
+        out.get_pixel(300, 10).0[3] as i32,
+        rgba16.get_pixel(300, 10).0[3] as i32 / 257,
+    );
+    assert!((kept - source).abs() <= 1, "alpha {kept} vs {source}");
+    assert_redacted(&astronaut.to_rgb8(), &out.to_rgb8(), &face, "16-bit RGBA");
+
+    // Grayscale stays grayscale.
+    let result = pipeline
+        .anonymise(&photo("camera.png"), &[Rendition::default()])
+        .unwrap();
+    assert!(result.report.count(Class::Face) >= 1);
+    assert_eq!(
+        image::load_from_memory(&result.outputs[0].bytes)
+            .unwrap()
+            .color(),
+        image::ColorType::L8
+    );
+
+    // WebP in, WebP out; and a JPEG rendition of the same image on request.
+    let mut webp = Vec::new();
+    astronaut
+        .to_rgb8()
+        .write_to(&mut std::io::Cursor::new(&mut webp), ImageFormat::WebP)
+        .unwrap();
+    let jpeg = Rendition {
+        format: Some(Format::Jpeg),
+        max_width: Some(256),
+        ..Default::default()
+    };
+    let result = pipeline
+        .anonymise(&webp, &[Rendition::default(), jpeg])
+        .unwrap();
+    assert_eq!(
+        image::guess_format(&result.outputs[0].bytes).unwrap(),
+        ImageFormat::WebP
+    );
+    assert_redacted(
+        &astronaut.to_rgb8(),
+        &rgb(&result.outputs[0].bytes),
+        &face,
+        "WebP",
+    );
+    assert_eq!(
+        image::guess_format(&result.outputs[1].bytes).unwrap(),
+        ImageFormat::Jpeg
+    );
+    assert_eq!(
+        (result.outputs[1].info.width, result.outputs[1].info.height),
+        (256, 256)
+    );
+}
