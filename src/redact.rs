@@ -146,8 +146,8 @@ impl RedactionConfig {
 #[derive(Default)]
 pub struct Redactor {
     resizer: Resizer,
-    original: Vec<u8>,
     effect: Vec<u8>,
+    weights: Vec<u16>,
 }
 
 impl Redactor {
@@ -175,14 +175,12 @@ impl Redactor {
     ) {
         let stride = img.width() as usize * 3;
         let row_len = w as usize * 3;
-        self.original.clear();
+        self.effect.clear();
         for row in 0..h as usize {
             let start = (y as usize + row) * stride + x as usize * 3;
-            self.original
+            self.effect
                 .extend_from_slice(&img.as_raw()[start..start + row_len]);
         }
-        self.effect.clear();
-        self.effect.extend_from_slice(&self.original);
         let cell = (w.min(h) as f32 * c.strength).round().max(2.0) as u32;
         match c.method {
             Method::Gaussian => blur(&mut self.effect, w, h, c.strength),
@@ -192,21 +190,47 @@ impl Redactor {
                 .chunks_exact_mut(3)
                 .for_each(|p| p.copy_from_slice(&c.colour)),
         }
+        // Blend back row by row: the span where the mask is 1 is a plain copy; only the
+        // feathered band on either side is blended pixel by pixel.
         let pixels: &mut [u8] = img;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
         for row in 0..h as usize {
             let dst = &mut pixels[(y as usize + row) * stride + x as usize * 3..][..row_len];
             let src = &self.effect[row * row_len..][..row_len];
             let dy = (row as f32 + 0.5 - cy) / cy;
-            for (col, (d, s)) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)).enumerate() {
-                let dx = (col as f32 + 0.5 - cx) / cx;
-                let a = mask(c.shape, dx, dy, c.feather);
-                if a >= 1.0 {
-                    d.copy_from_slice(s);
-                } else if a > 0.0 {
-                    for k in 0..3 {
-                        d[k] = (d[k] as f32 + (s[k] as f32 - d[k] as f32) * a).round() as u8;
-                    }
+            let (core, reach) = spans(c.shape, dy, c.feather);
+            // columns whose centre lies within ±half of the centre, rounded inwards / outwards
+            let cols = |half: f32, inward: bool| {
+                let (lo, hi) = (cx * (1.0 - half) - 0.5, cx * (1.0 + half) - 0.5);
+                let (lo, hi) = if inward {
+                    (lo.ceil(), hi.floor() + 1.0)
+                } else {
+                    (lo.floor(), hi.ceil() + 1.0)
+                };
+                (
+                    lo.clamp(0.0, w as f32) as usize,
+                    hi.clamp(0.0, w as f32) as usize,
+                )
+            };
+            let (out_lo, out_hi) = reach.map_or((0, 0), |r| cols(r, false));
+            let (in_lo, in_hi) = core.map_or((out_lo, out_lo), |r| cols(r, true));
+            let (in_lo, in_hi) = (in_lo.max(out_lo), in_hi.min(out_hi).max(in_lo.max(out_lo)));
+            dst[in_lo * 3..in_hi * 3].copy_from_slice(&src[in_lo * 3..in_hi * 3]);
+            for band in [out_lo..in_lo, in_hi..out_hi] {
+                // one weight per byte, then a branch-free blend the compiler vectorises
+                self.weights.clear();
+                for col in band.clone() {
+                    let dx = (col as f32 + 0.5 - cx) / cx;
+                    let a = (mask(c.shape, dx, dy, c.feather) * 256.0) as u16;
+                    self.weights.extend_from_slice(&[a, a, a]);
+                }
+                let bytes = band.start * 3..band.end * 3;
+                for ((d, s), a) in dst[bytes.clone()]
+                    .iter_mut()
+                    .zip(&src[bytes])
+                    .zip(&self.weights)
+                {
+                    *d = ((*d as u16 * (256 - a) + *s as u16 * a + 128) >> 8) as u8;
                 }
             }
         }
@@ -242,6 +266,22 @@ pub fn blur(buf: &mut [u8], w: u32, h: u32, strength: f32) {
     let mut image = BlurImageMut::borrow(buf, w, h, FastBlurChannels::Channels3);
     libblur::stack_blur(&mut image, radius, ThreadingPolicy::Single)
         .expect("the buffer matches its declared layout");
+}
+
+/// For a row at normalised height `dy`: the half-widths (normalised) of the span where the mask
+/// is 1 and of the span where it is above 0, if any.
+fn spans(shape: Shape, dy: f32, feather: f32) -> (Option<f32>, Option<f32>) {
+    let inner = 1.0 - feather;
+    match shape {
+        Shape::Ellipse => {
+            let half = |r: f32| (dy.abs() < r).then(|| (r * r - dy * dy).sqrt());
+            (half(inner), half(1.0))
+        }
+        Shape::Rect => (
+            (dy.abs() <= inner).then_some(inner),
+            (dy.abs() < 1.0).then_some(1.0),
+        ),
+    }
 }
 
 /// Mask value at normalised offset `(dx, dy)` from the region's centre (±1 at its edges):
