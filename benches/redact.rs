@@ -51,7 +51,7 @@ fn kernels(c: &mut Criterion) {
     group.bench_function("stack_blur_libblur", |b| {
         b.iter(|| {
             buf.copy_from_slice(&region);
-            blur(&mut buf, w, h, 0.5);
+            blur(&mut buf, w, h, (150, 150));
         })
     });
     group.bench_function("fast_gaussian_libblur", |b| {

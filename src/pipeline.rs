@@ -121,6 +121,15 @@ impl Pipeline {
         &self.models
     }
 
+    /// Runs every detector on decoded pixels.
+    pub fn detect(&mut self, rgb: &image::RgbImage) -> Result<Vec<Detection>, DetectError> {
+        let mut detections = Vec::new();
+        for detector in &mut self.detectors {
+            detections.extend(detector.detect(rgb)?);
+        }
+        Ok(detections)
+    }
+
     /// Decodes, detects, redacts and encodes one image into each rendition.
     ///
     /// Fails closed: if any model fails on this image, no output at all is returned.
@@ -135,10 +144,7 @@ impl Pipeline {
         timings.decode_ms = ms(t);
 
         let t = Instant::now();
-        let mut detections = Vec::new();
-        for detector in &mut self.detectors {
-            detections.extend(detector.detect(&decoded.picture.rgb)?);
-        }
+        let mut detections = self.detect(&decoded.picture.rgb)?;
         timings.detect_ms = ms(t);
 
         let t = Instant::now();
@@ -198,11 +204,11 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// Runs again every detector whose class was just redacted, on the redacted image, and
-    /// returns what it still finds over a redacted region: a blurred head can keep a face-like
-    /// outline. The check uses half the detection threshold, so that the noise of encoding the
-    /// output cannot lift a leftover over the threshold afterwards; it only looks at redacted
-    /// regions, so the lower threshold does not blur false positives elsewhere.
+    /// Looks again around every region just redacted, with the detector of its class, and
+    /// returns what is still found over one: a blurred head can keep a face-like outline. The
+    /// check uses half the detection threshold, so that the noise of encoding the output cannot
+    /// lift a leftover over the threshold afterwards; it runs at the scales of the tile plan but
+    /// only in windows around the regions, so it costs a fraction of a detection.
     fn recheck(
         &mut self,
         img: &image::RgbImage,
@@ -220,7 +226,8 @@ impl Pipeline {
             if regions.is_empty() {
                 continue;
             }
-            let found = detector.detect_at(img, detector.threshold() * VERIFY_MARGIN)?;
+            let found =
+                detector.detect_around(img, &regions, detector.threshold() * VERIFY_MARGIN)?;
             residue.extend(
                 found
                     .into_iter()

@@ -143,6 +143,9 @@ impl RedactionConfig {
 }
 
 /// Applies redactions; keeps its buffers between regions and images.
+/// Fraction of the region's width (height) added on each side of the window the blur reads.
+const BLUR_CONTEXT: f32 = 0.5;
+
 #[derive(Default)]
 pub struct Redactor {
     resizer: Resizer,
@@ -175,28 +178,43 @@ impl Redactor {
     ) {
         let stride = img.width() as usize * 3;
         let row_len = w as usize * 3;
+        // The blur reads a window around the region, so the region fades into its surroundings
+        // instead of keeping a face-shaped blob of its own average colour.
+        let (wx, wy, ww, wh) = if c.method == Method::Gaussian {
+            let grown =
+                crate::geometry::BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32)
+                    .grow(BLUR_CONTEXT);
+            grown
+                .pixel_rect(img.width(), img.height())
+                .expect("contains the region")
+        } else {
+            (x, y, w, h)
+        };
         self.effect.clear();
-        for row in 0..h as usize {
-            let start = (y as usize + row) * stride + x as usize * 3;
+        for row in 0..wh as usize {
+            let start = (wy as usize + row) * stride + wx as usize * 3;
             self.effect
-                .extend_from_slice(&img.as_raw()[start..start + row_len]);
+                .extend_from_slice(&img.as_raw()[start..start + ww as usize * 3]);
         }
         let cell = (w.min(h) as f32 * c.strength).round().max(2.0) as u32;
         match c.method {
-            Method::Gaussian => blur(&mut self.effect, w, h, c.strength),
+            Method::Gaussian => {
+                let radius = |side: u32| (side as f32 * c.strength).round() as u32;
+                blur(&mut self.effect, ww, wh, (radius(ww), radius(wh)));
+            }
             Method::Pixelate => self.pixelate(w, h, cell),
             Method::Fill => self
                 .effect
                 .chunks_exact_mut(3)
                 .for_each(|p| p.copy_from_slice(&c.colour)),
         }
-        // Blend back row by row: the span where the mask is 1 is a plain copy; only the
-        // feathered band on either side is blended pixel by pixel.
+        let window_row = ww as usize * 3;
+        let window_offset = (y - wy) as usize * window_row + (x - wx) as usize * 3;
         let pixels: &mut [u8] = img;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
         for row in 0..h as usize {
             let dst = &mut pixels[(y as usize + row) * stride + x as usize * 3..][..row_len];
-            let src = &self.effect[row * row_len..][..row_len];
+            let src = &self.effect[window_offset + row * window_row..][..row_len];
             let dy = (row as f32 + 0.5 - cy) / cy;
             let (core, reach) = spans(c.shape, dy, c.feather);
             // columns whose centre lies within ±half of the centre, rounded inwards / outwards
@@ -255,13 +273,12 @@ impl Redactor {
     }
 }
 
-/// Gaussian-like blur of a `w × h` RGB buffer with radii of `strength` × each side, so a wide
-/// plate is smeared along its characters as much as a face is across its features.
-pub fn blur(buf: &mut [u8], w: u32, h: u32, strength: f32) {
-    let radius = |side: u32| ((side as f32 * strength).round() as u32).clamp(1, (side / 2).max(1));
+/// Gaussian-like blur (libblur's stack blur) of a `w × h` RGB buffer with the given horizontal
+/// and vertical radii, each kept below half the buffer's side.
+pub fn blur(buf: &mut [u8], w: u32, h: u32, (rx, ry): (u32, u32)) {
     let radius = AnisotropicRadius {
-        x_axis: radius(w),
-        y_axis: radius(h),
+        x_axis: rx.clamp(1, (w / 2).max(1)),
+        y_axis: ry.clamp(1, (h / 2).max(1)),
     };
     let mut image = BlurImageMut::borrow(buf, w, h, FastBlurChannels::Channels3);
     libblur::stack_blur(&mut image, radius, ThreadingPolicy::Single)

@@ -8,23 +8,6 @@ use veil::detect::Class;
 use veil::geometry::BoxF;
 use veil::rendition::Rendition;
 
-/// Faces in the test photos, checked by eye: (photo, boxes as [x1, y1, x2, y2]).
-const FACES: &[(&str, &[[f32; 4]])] = &[
-    (
-        "t1.jpg",
-        &[
-            [745.0, 344.0, 847.0, 476.0],
-            [1132.0, 279.0, 1224.0, 398.0],
-            [463.0, 270.0, 577.0, 417.0],
-            [267.0, 151.0, 367.0, 268.0],
-            [61.0, 270.0, 168.0, 397.0],
-            [906.0, 66.0, 1005.0, 202.0],
-        ],
-    ),
-    ("astronaut.png", &[[178.0, 63.0, 268.0, 176.0]]),
-    ("camera.png", &[[196.0, 113.0, 256.0, 194.0]]),
-];
-
 /// A plate in fast-alpr's test image, checked by eye.
 const CAR_PLATE: [f32; 4] = [306.0, 189.0, 387.0, 210.0];
 
@@ -43,8 +26,8 @@ fn known_faces_are_found_blurred_and_not_found_again(face_model: &str) {
     c.detectors[0].model = face_model.into();
     let mut pipeline = pipeline_with(&c);
     let mut recheck = pipeline_with(&c);
-    for (name, faces) in FACES {
-        let input = photo(name);
+    for (name, faces) in known_faces() {
+        let input = photo(&name);
         let result = pipeline.anonymise(&input, &[Rendition::default()]).unwrap();
         let (before, after) = (rgb(&input), rgb(&result.outputs[0].bytes));
         for f in faces.iter().map(|f| BoxF::from(*f)) {
@@ -53,7 +36,7 @@ fn known_faces_are_found_blurred_and_not_found_again(face_model: &str) {
                 iou >= 0.5,
                 "{face_model}, {name}: face {f:?} found with IoU {iou} only"
             );
-            assert_redacted(&before, &after, &f, name);
+            assert_redacted(&before, &after, &f, &name);
         }
         let again = recheck
             .anonymise(&result.outputs[0].bytes, &[])
@@ -192,7 +175,10 @@ fn large_images_keep_small_faces_through_tiles() {
     let mut c = config();
     c.detectors.retain(|d| d.model == "yunet");
     let report = pipeline_with(&c).anonymise(&bytes, &[]).unwrap().report;
-    let (_, faces) = FACES[0];
+    let (_, faces) = known_faces()
+        .into_iter()
+        .find(|(n, _)| n == "t1.jpg")
+        .unwrap();
     for f in faces
         .iter()
         .map(|f| BoxF::new(f[0] + 2500.0, f[1] + 1900.0, f[2] + 2500.0, f[3] + 1900.0))

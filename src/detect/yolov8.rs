@@ -32,7 +32,7 @@ impl Family for Yolov8 {
             tiling: TilingConfig {
                 whole_size: 640,
                 tile_size: 640,
-                tile_when: 1.5,
+                tile_when: 2.0,
                 tile_scale: 1.0,
                 overlap: 0.2,
             },

@@ -21,16 +21,16 @@ impl Family for YuNet {
 
     fn defaults(&self) -> FamilyDefaults {
         // OpenCV uses 0.9; recall-first tools use 0.5. YuNet is reliable for faces of ~10-300 px,
-        // so tiles are taken at full resolution once the whole pass shrinks the image by > 1.5.
+        // so full-resolution tiles are added once the whole pass shrinks the image by over 2.
         FamilyDefaults {
             threshold: 0.5,
             nms_iou: 0.3,
             tiling: TilingConfig {
                 whole_size: 960,
-                tile_size: 1024,
-                tile_when: 1.5,
+                tile_size: 1536,
+                tile_when: 2.0,
                 tile_scale: 1.0,
-                overlap: 0.25,
+                overlap: 0.2,
             },
         }
     }

@@ -43,6 +43,22 @@ pub fn photo(name: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{name}: {e} (run scripts/fetch_test_images.py first)"))
 }
 
+/// The faces listed in tests/data/known_faces.toml: (photo file, boxes).
+pub fn known_faces() -> Vec<(String, Vec<[f32; 4]>)> {
+    #[derive(serde::Deserialize)]
+    struct Photo {
+        file: String,
+        faces: Vec<[f32; 4]>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Known {
+        photo: Vec<Photo>,
+    }
+    let text = std::fs::read_to_string(root().join("tests/data/known_faces.toml")).unwrap();
+    let known: Known = toml::from_str(&text).unwrap();
+    known.photo.into_iter().map(|p| (p.file, p.faces)).collect()
+}
+
 pub fn rect(b: &BoxF, img: &RgbImage) -> (u32, u32, u32, u32) {
     b.pixel_rect(img.width(), img.height())
         .expect("box inside the image")

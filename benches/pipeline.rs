@@ -1,0 +1,100 @@
+//! Detection latency per model and tile plan, and the whole `anonymise` per image, on t1.jpg
+//! (six faces) resized to 720p, 1080p and 12 MP. Needs the runtime, models and photos that
+//! scripts/setup.sh and scripts/fetch_test_images.py install; scripts/bench.sh runs it.
+//!
+//! Each pipeline runs single-threaded inference (`intra_threads = 1`), as veil's workers do.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use image::imageops::FilterType;
+use veil::config::{DetectorConfig, TilingOverrides};
+use veil::rendition::Rendition;
+
+const SIZES: [(&str, u32, u32); 3] = [
+    ("720p", 1280, 720),
+    ("1080p", 1920, 1080),
+    ("12mp", 4000, 3000),
+];
+
+fn photo_at(w: u32, h: u32) -> (image::RgbImage, Vec<u8>) {
+    let t1 = image::load_from_memory(&common::photo("t1.jpg")).unwrap();
+    let rgb = t1.resize_exact(w, h, FilterType::Lanczos3).to_rgb8();
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 90)
+        .encode(
+            rgb.as_raw(),
+            w as u16,
+            h as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    (rgb, jpeg)
+}
+
+fn detection(c: &mut Criterion) {
+    let mut group = c.benchmark_group("detect");
+    group.sample_size(10);
+    for model in ["yunet", "centerface", "platedet"] {
+        for (plan, tiling) in [
+            ("tiled", TilingOverrides::default()),
+            (
+                "whole",
+                TilingOverrides {
+                    tile_when: Some(1e6),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let mut config = common::config();
+            config.detectors = vec![DetectorConfig {
+                model: model.into(),
+                tiling,
+                ..Default::default()
+            }];
+            let mut pipeline = common::pipeline_with(&config);
+            for (size, w, h) in SIZES {
+                let (rgb, _) = photo_at(w, h);
+                group.bench_function(format!("{model}/{plan}/{size}"), |b| {
+                    b.iter(|| pipeline.detect(&rgb).unwrap())
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+fn anonymise(c: &mut Criterion) {
+    let mut group = c.benchmark_group("anonymise");
+    group.sample_size(10);
+    for (name, detectors) in [
+        ("default", vec!["yunet", "platedet"]),
+        ("faces_centerface", vec!["centerface"]),
+    ] {
+        let mut config = common::config();
+        config.detectors = detectors
+            .into_iter()
+            .map(|m| DetectorConfig {
+                model: m.into(),
+                ..Default::default()
+            })
+            .collect();
+        let mut pipeline = common::pipeline_with(&config);
+        for (size, w, h) in SIZES {
+            let (_, jpeg) = photo_at(w, h);
+            let renditions = [Rendition::default()];
+            group.bench_function(format!("{name}/{size}"), |b| {
+                b.iter(|| pipeline.anonymise(&jpeg, &renditions).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(4));
+    targets = detection, anonymise
+}
+criterion_main!(benches);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every benchmark of veil, then one table: redaction kernels and regions (MP/s), detection per
+# model and tile plan, anonymise per image size (ms), and veil against deface on the same images
+# with the same CenterFace model. Takes about 15 minutes on 2 cores; run it on a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+.venv/bin/python scripts/fetch_test_images.py
+export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so"
+
+cargo build --release --quiet
+cargo bench --bench redact --bench pipeline
+
+if [ ! -x .cache/deface-venv/bin/deface ]; then
+  python3 -m venv .cache/deface-venv
+  .cache/deface-venv/bin/pip install -q --disable-pip-version-check deface==1.5.0 onnxruntime==1.32.0 onnx==1.19.1 pillow
+fi
+.cache/deface-venv/bin/python scripts/bench_deface.py
+echo
+python3 scripts/bench_report.py

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Print one table of veil's benchmark figures from criterion's results and the deface run.
+
+Reads target/criterion/<group>/<bench>/new/{estimates,benchmark}.json (written by
+`cargo bench --bench redact --bench pipeline`) and .cache/bench/deface.json (written by
+scripts/bench_deface.py). Throughput benches are shown in MP/s, the others in milliseconds.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CRITERION = ROOT / "target" / "criterion"
+
+
+def rows():
+    for est in sorted(CRITERION.glob("**/new/estimates.json")):
+        bench = json.loads((est.parent / "benchmark.json").read_text())
+        mean_ns = json.loads(est.read_text())["mean"]["point_estimate"]
+        name = bench["full_id"]
+        throughput = bench.get("throughput") or {}
+        if "Elements" in throughput:
+            yield name, f"{throughput['Elements'] / mean_ns * 1e3:.0f} MP/s"
+        else:
+            yield name, f"{mean_ns / 1e6:.1f} ms"
+
+
+def main() -> int:
+    table = list(rows())
+    if not table:
+        print("no criterion results: run scripts/bench.sh", file=sys.stderr)
+        return 1
+    width = max(len(n) for n, _ in table)
+    print(f"| {'benchmark':<{width}} | result |")
+    print(f"| {'-' * width} | ------ |")
+    for name, value in table:
+        print(f"| {name:<{width}} | {value} |")
+    deface = ROOT / ".cache" / "bench" / "deface.json"
+    if deface.exists():
+        d = json.loads(deface.read_text())
+        print()
+        print(f"faces only, CenterFace, {d['images']} images with {d['faces']} known faces:")
+        print(f"| tool   | images/s | recall |")
+        print(f"| ------ | -------- | ------ |")
+        print(f"| deface | {d['deface_images_per_s']:8.2f} | {d['deface_recall']:.3f}  |")
+        print(f"| veil   | {d['veil_images_per_s']:8.2f} | {d['veil_recall']:.3f}  |")
+        print(f"veil / deface: {d['ratio']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
