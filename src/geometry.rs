@@ -43,15 +43,30 @@ impl BoxF {
 
     /// Intersection over union; 0 for disjoint or empty boxes.
     pub fn iou(&self, other: &BoxF) -> f32 {
-        let inter = BoxF::new(
+        let inter = self.intersection(other).map_or(0.0, |b| b.area());
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 { 0.0 } else { inter / union }
+    }
+
+    /// The overlap of two boxes, if they overlap.
+    pub fn intersection(&self, other: &BoxF) -> Option<BoxF> {
+        let b = BoxF::new(
             self.x1.max(other.x1),
             self.y1.max(other.y1),
             self.x2.min(other.x2),
             self.y2.min(other.y2),
+        );
+        (b.x2 > b.x1 && b.y2 > b.y1).then_some(b)
+    }
+
+    /// The smallest box holding both.
+    pub fn union(&self, other: &BoxF) -> BoxF {
+        BoxF::new(
+            self.x1.min(other.x1),
+            self.y1.min(other.y1),
+            self.x2.max(other.x2),
+            self.y2.max(other.y2),
         )
-        .area();
-        let union = self.area() + other.area() - inter;
-        if union <= 0.0 { 0.0 } else { inter / union }
     }
 
     /// Grows the box by `fraction` of its width (height) on the left and right (top and bottom).
@@ -93,6 +108,20 @@ mod tests {
         assert_eq!(a.iou(&BoxF::new(20.0, 20.0, 30.0, 30.0)), 0.0);
         let half = a.iou(&BoxF::new(5.0, 0.0, 15.0, 10.0));
         assert!((half - 50.0 / 150.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn intersection_and_union() {
+        let a = BoxF::new(0.0, 0.0, 10.0, 10.0);
+        assert_eq!(
+            a.intersection(&BoxF::new(5.0, 5.0, 20.0, 20.0)),
+            Some(BoxF::new(5.0, 5.0, 10.0, 10.0))
+        );
+        assert_eq!(a.intersection(&BoxF::new(10.0, 0.0, 20.0, 10.0)), None);
+        assert_eq!(
+            a.union(&BoxF::new(5.0, -5.0, 20.0, 8.0)),
+            BoxF::new(0.0, -5.0, 20.0, 10.0)
+        );
     }
 
     #[test]

@@ -201,9 +201,7 @@ impl Pipeline {
         };
         Ok(Anonymised { outputs, report })
     }
-}
 
-impl Pipeline {
     /// Looks again around every region just redacted, with the detector of its class, and
     /// returns what is still found over one: a blurred head can keep a face-like outline. The
     /// check uses half the detection threshold, so that the noise of encoding the output cannot

@@ -49,6 +49,13 @@ pub struct Detection {
     pub bbox: BoxF,
 }
 
+/// The first pair of boxes that overlap, if any.
+fn first_overlap(boxes: &[BoxF]) -> Option<(usize, usize)> {
+    (0..boxes.len())
+        .flat_map(|i| (i + 1..boxes.len()).map(move |j| (i, j)))
+        .find(|&(i, j)| boxes[i].intersection(&boxes[j]).is_some())
+}
+
 /// A scored box before it is attributed to a class and model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -172,46 +179,44 @@ impl Detector {
         self.detect_at(img, self.settings.threshold)
     }
 
-    /// Looks again, at `threshold`, only around `regions` (each grown by its own size on every
-    /// side), at the same scales the tile plan uses there: a cheap check of redacted regions.
+    /// Looks again, at `threshold`, only around `regions` (each grown by half its size on every
+    /// side), at the scales the tile plan uses there: a cheap check of redacted regions.
+    /// Overlapping windows are merged; a tile mostly covered by windows is simply run whole.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
         regions: &[BoxF],
         threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
-        let mut windows = Vec::new();
+        let mut runs = Vec::new();
         for tile in self.settings.tiling.plan(img.width(), img.height()) {
-            let tile_box = BoxF::new(
-                tile.x as f32,
-                tile.y as f32,
-                (tile.x + tile.width) as f32,
-                (tile.y + tile.height) as f32,
-            );
-            for r in regions {
-                let w = r.grow(1.0);
-                let clipped = BoxF::new(
-                    w.x1.max(tile_box.x1),
-                    w.y1.max(tile_box.y1),
-                    w.x2.min(tile_box.x2),
-                    w.y2.min(tile_box.y2),
-                );
-                if r.iou(&tile_box) > 0.0 {
-                    if let Some((x, y, width, height)) =
-                        clipped.pixel_rect(img.width(), img.height())
-                    {
-                        windows.push(Tile {
-                            x,
-                            y,
-                            width,
-                            height,
-                            scale: tile.scale,
-                        });
-                    }
-                }
+            let tile_box = tile.bbox();
+            let mut windows: Vec<BoxF> = regions
+                .iter()
+                .filter_map(|r| r.grow(0.5).intersection(&tile_box))
+                .collect();
+            while let Some((i, j)) = first_overlap(&windows) {
+                windows[i] = windows[i].union(&windows[j]);
+                windows.swap_remove(j);
+            }
+            if windows.iter().map(BoxF::area).sum::<f32>() >= 0.5 * tile_box.area() {
+                runs.push(tile);
+                continue;
+            }
+            for (x, y, width, height) in windows
+                .iter()
+                .filter_map(|w| w.pixel_rect(img.width(), img.height()))
+            {
+                runs.push(Tile {
+                    x,
+                    y,
+                    width,
+                    height,
+                    scale: tile.scale,
+                });
             }
         }
-        self.detect_tiles(img, &windows, threshold)
+        self.detect_tiles(img, &runs, threshold)
     }
 
     /// [`detect`](Self::detect) with another score threshold.

@@ -33,6 +33,17 @@ pub struct TilingConfig {
     pub overlap: f32,
 }
 
+impl Tile {
+    pub fn bbox(&self) -> crate::geometry::BoxF {
+        crate::geometry::BoxF::new(
+            self.x as f32,
+            self.y as f32,
+            (self.x + self.width) as f32,
+            (self.y + self.height) as f32,
+        )
+    }
+}
+
 impl TilingConfig {
     /// Checks the ranges; returns the name of the first field out of range and why.
     pub fn validate(&self) -> Result<(), String> {
