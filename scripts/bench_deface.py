@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench_report import print_deface
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".cache" / "bench"
 VEIL = ROOT / "target" / "release" / "veil"
@@ -127,12 +129,8 @@ def main() -> int:
         "deface_recall": deface_recall, "veil_recall": veil_recall,
     }
     (WORK / "deface.json").write_text(json.dumps(result, indent=2))
-    print(f"{n} images, {faces} known faces, CenterFace, faces only, best of {ROUNDS} rounds")
-    print(f"| tool   | images/s | recall |")
-    print(f"| ---    | ---      | ---    |")
-    print(f"| deface | {d_ips:8.2f} | {deface_recall:.3f}  |")
-    print(f"| veil   | {v_ips:8.2f} | {veil_recall:.3f}  |")
-    print(f"veil / deface: {v_ips / d_ips:.2f}x")
+    print(f"best of {ROUNDS} rounds, start-up included")
+    print_deface(result)
     return 0
 
 

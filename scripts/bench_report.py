@@ -26,6 +26,16 @@ def rows():
             yield name, f"{mean_ns / 1e6:.1f} ms"
 
 
+def print_deface(d: dict) -> None:
+    """The veil-versus-deface table from the figures scripts/bench_deface.py writes."""
+    print(f"faces only, CenterFace, {d['images']} images with {d['faces']} known faces:")
+    print("| tool   | images/s | recall |")
+    print("| ------ | -------- | ------ |")
+    print(f"| deface | {d['deface_images_per_s']:8.2f} | {d['deface_recall']:.3f}  |")
+    print(f"| veil   | {d['veil_images_per_s']:8.2f} | {d['veil_recall']:.3f}  |")
+    print(f"veil / deface: {d['ratio']:.2f}x")
+
+
 def main() -> int:
     table = list(rows())
     if not table:
@@ -38,14 +48,8 @@ def main() -> int:
         print(f"| {name:<{width}} | {value} |")
     deface = ROOT / ".cache" / "bench" / "deface.json"
     if deface.exists():
-        d = json.loads(deface.read_text())
         print()
-        print(f"faces only, CenterFace, {d['images']} images with {d['faces']} known faces:")
-        print(f"| tool   | images/s | recall |")
-        print(f"| ------ | -------- | ------ |")
-        print(f"| deface | {d['deface_images_per_s']:8.2f} | {d['deface_recall']:.3f}  |")
-        print(f"| veil   | {d['veil_images_per_s']:8.2f} | {d['veil_recall']:.3f}  |")
-        print(f"veil / deface: {d['ratio']:.2f}x")
+        print_deface(json.loads(deface.read_text()))
     return 0
 
 

@@ -284,29 +284,36 @@ pub fn encode(
                 .map_err(|e| err(e.to_string()))?;
         }
         Format::Png => {
-            let mut encoder = PngEncoder::new(&mut out);
-            if let Some(icc) = icc {
-                encoder
-                    .set_icc_profile(icc.to_vec())
-                    .map_err(|e| err(e.to_string()))?;
-            }
-            encoder
-                .write_image(&data, w, h, color)
-                .map_err(|e| err(e.to_string()))?;
+            write_with(PngEncoder::new(&mut out), &data, (w, h), color, icc).map_err(err)?
         }
-        Format::Webp => {
-            let mut encoder = WebPEncoder::new_lossless(&mut out);
-            if let Some(icc) = icc {
-                encoder
-                    .set_icc_profile(icc.to_vec())
-                    .map_err(|e| err(e.to_string()))?;
-            }
-            encoder
-                .write_image(&data, w, h, color)
-                .map_err(|e| err(e.to_string()))?;
-        }
+        Format::Webp => write_with(
+            WebPEncoder::new_lossless(&mut out),
+            &data,
+            (w, h),
+            color,
+            icc,
+        )
+        .map_err(err)?,
     }
     Ok(out)
+}
+
+/// Writes pixels (and the ICC profile, if given) through one of the image crate's encoders.
+fn write_with(
+    mut encoder: impl ImageEncoder,
+    data: &[u8],
+    (w, h): (u32, u32),
+    color: ExtendedColorType,
+    icc: Option<&[u8]>,
+) -> Result<(), String> {
+    if let Some(icc) = icc {
+        encoder
+            .set_icc_profile(icc.to_vec())
+            .map_err(|e| e.to_string())?;
+    }
+    encoder
+        .write_image(data, w, h, color)
+        .map_err(|e| e.to_string())
 }
 
 fn interleave(pic: &Picture, alpha: &GrayImage, gray: bool) -> Vec<u8> {

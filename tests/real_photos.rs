@@ -19,6 +19,24 @@ fn best_iou(found: &[veil::detect::Detection], class: Class, b: &BoxF) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Runs `recheck` on an output and asserts it finds nothing over any of the `known` boxes.
+fn assert_not_found_again(
+    recheck: &mut veil::pipeline::Pipeline,
+    output: &[u8],
+    known: &[BoxF],
+    what: &str,
+) {
+    let again = recheck.anonymise(output, &[]).unwrap().report.detections;
+    let leftovers: Vec<_> = again
+        .iter()
+        .filter(|d| known.iter().any(|k| d.bbox.iou(k) > 0.1))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{what}: detectors still find {leftovers:?} in the output"
+    );
+}
+
 /// Anonymises every photo with the given face model and checks each known face; the output is
 /// then run through the same detectors again, which must not find any known face.
 fn known_faces_are_found_blurred_and_not_found_again(face_model: &str) {
@@ -38,18 +56,12 @@ fn known_faces_are_found_blurred_and_not_found_again(face_model: &str) {
             );
             assert_redacted(&before, &after, &f, &name);
         }
-        let again = recheck
-            .anonymise(&result.outputs[0].bytes, &[])
-            .unwrap()
-            .report
-            .detections;
-        let leftovers: Vec<_> = again
-            .iter()
-            .filter(|d| faces.iter().any(|f| d.bbox.iou(&BoxF::from(*f)) > 0.1))
-            .collect();
-        assert!(
-            leftovers.is_empty(),
-            "{face_model}, {name}: detectors still find {leftovers:?} in the output"
+        let known: Vec<BoxF> = faces.iter().map(|f| BoxF::from(*f)).collect();
+        assert_not_found_again(
+            &mut recheck,
+            &result.outputs[0].bytes,
+            &known,
+            &format!("{face_model}, {name}"),
         );
     }
 }
@@ -134,19 +146,11 @@ fn labelled_plates_are_found_with_high_recall_and_all_redacted() {
             }
             assert_redacted(&before, &after, p, &path.display().to_string());
         }
-        let again = recheck
-            .anonymise(&result.outputs[0].bytes, &[])
-            .unwrap()
-            .report
-            .detections;
-        let leftovers: Vec<_> = again
-            .iter()
-            .filter(|d| plates.iter().any(|p| d.bbox.iou(p) > 0.1))
-            .collect();
-        assert!(
-            leftovers.is_empty(),
-            "{}: detectors still find {leftovers:?} in the output",
-            path.display()
+        assert_not_found_again(
+            &mut recheck,
+            &result.outputs[0].bytes,
+            &plates,
+            &path.display().to_string(),
         );
     }
     let recall = found as f64 / total as f64;

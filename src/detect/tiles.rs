@@ -33,6 +33,16 @@ pub struct TilingConfig {
     pub overlap: f32,
 }
 
+/// Tiling for models that accept any input size (YuNet, CenterFace): a whole pass at 960 px,
+/// and full-resolution tiles of 1536 px once that pass shrinks the image by more than 2.
+pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
+    whole_size: 960,
+    tile_size: 1536,
+    tile_when: 2.0,
+    tile_scale: 1.0,
+    overlap: 0.2,
+};
+
 impl Tile {
     pub fn bbox(&self) -> crate::geometry::BoxF {
         crate::geometry::BoxF::new(

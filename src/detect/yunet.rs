@@ -1,7 +1,7 @@
 //! YuNet (OpenCV's face detector, 2023mar): BGR 0..255 input, one prior per cell at strides 8/16/32.
 
 use super::input::{Canvas, ChannelOrder, InputSpec};
-use super::tiles::TilingConfig;
+use super::tiles::ANY_SIZE_TILING;
 use super::{Candidate, Family, FamilyDefaults, Outputs};
 use crate::geometry::BoxF;
 
@@ -25,13 +25,7 @@ impl Family for YuNet {
         FamilyDefaults {
             threshold: 0.5,
             nms_iou: 0.3,
-            tiling: TilingConfig {
-                whole_size: 960,
-                tile_size: 1536,
-                tile_when: 2.0,
-                tile_scale: 1.0,
-                overlap: 0.2,
-            },
+            tiling: ANY_SIZE_TILING,
         }
     }
 
