@@ -30,7 +30,8 @@ pub struct RuntimeConfig {
     pub device: Device,
     /// With `device = "cuda"`: run on the CPU if CUDA cannot be used, instead of refusing to start.
     pub cuda_fallback_to_cpu: bool,
-    /// Threads ONNX Runtime uses inside one inference; 0 lets it choose (all cores).
+    /// Threads ONNX Runtime uses inside one inference; 0 lets it choose (all cores). veil runs
+    /// one image per worker in parallel, so 1 avoids oversubscribing the cores.
     pub intra_threads: usize,
     /// Directory holding `manifest.toml` and the prepared model files.
     pub models_dir: PathBuf,
@@ -42,7 +43,7 @@ impl Default for RuntimeConfig {
             library: None,
             device: Device::Cpu,
             cuda_fallback_to_cpu: false,
-            intra_threads: 0,
+            intra_threads: 1,
             models_dir: PathBuf::from("models"),
         }
     }

@@ -180,7 +180,7 @@ impl Detector {
         self.detect_tiles(img, &plan, self.settings.threshold)
     }
 
-    /// Looks again, at `threshold`, only around `regions` (each grown by half its size on every
+    /// Looks again, at `threshold`, only around `regions` (each grown by a quarter of its size on every
     /// side), at the scales the tile plan uses there: a cheap check of redacted regions.
     /// Overlapping windows are merged; a tile mostly covered by windows is simply run whole.
     pub fn detect_around(
@@ -194,7 +194,7 @@ impl Detector {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = regions
                 .iter()
-                .filter_map(|r| r.grow(0.5).intersection(&tile_box))
+                .filter_map(|r| r.grow(0.25).intersection(&tile_box))
                 .collect();
             while let Some((i, j)) = first_overlap(&windows) {
                 windows[i] = windows[i].union(&windows[j]);
