@@ -10,6 +10,7 @@ scripts/setup.sh
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so"
 
 cargo build --release --quiet
+rm -rf target/criterion   # so the table shows this run only
 cargo bench --bench redact --bench pipeline
 
 if [ ! -x .cache/deface-venv/bin/deface ]; then
