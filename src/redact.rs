@@ -8,7 +8,7 @@
 //! stack blur, a gaussian approximation whose cost does not grow with the radius; pixelation is a
 //! box-filtered downscale and a nearest-neighbour upscale with fast_image_resize. Both use SIMD.
 
-use fast_image_resize::images::Image;
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use libblur::{AnisotropicRadius, BlurImageMut, FastBlurChannels, ThreadingPolicy};
@@ -146,6 +146,10 @@ impl RedactionConfig {
 /// Fraction of the region's width (height) added on each side of the window the blur reads.
 const BLUR_CONTEXT: f32 = 0.5;
 
+/// Smallest blur radius, in pixels of the shrunk window, that `context_blur` computes at: enough
+/// for the enlarged result to be as smooth as a full-resolution blur.
+const BLUR_MIN_RADIUS: u32 = 16;
+
 #[derive(Default)]
 pub struct Redactor {
     resizer: Resizer,
@@ -178,43 +182,29 @@ impl Redactor {
     ) {
         let stride = img.width() as usize * 3;
         let row_len = w as usize * 3;
-        // The blur reads a window around the region, so the region fades into its surroundings
-        // instead of keeping a face-shaped blob of its own average colour.
-        let (wx, wy, ww, wh) = if c.method == Method::Gaussian {
-            let grown =
-                crate::geometry::BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32)
-                    .grow(BLUR_CONTEXT);
-            grown
-                .pixel_rect(img.width(), img.height())
-                .expect("contains the region")
-        } else {
-            (x, y, w, h)
-        };
-        self.effect.clear();
-        for row in 0..wh as usize {
-            let start = (wy as usize + row) * stride + wx as usize * 3;
-            self.effect
-                .extend_from_slice(&img.as_raw()[start..start + ww as usize * 3]);
-        }
-        let cell = (w.min(h) as f32 * c.strength).round().max(2.0) as u32;
         match c.method {
-            Method::Gaussian => {
-                let radius = |side: u32| (side as f32 * c.strength).round() as u32;
-                blur(&mut self.effect, ww, wh, (radius(ww), radius(wh)));
+            Method::Gaussian => self.context_blur(img, (x, y, w, h), c.strength),
+            Method::Pixelate | Method::Fill => {
+                self.effect.clear();
+                for row in 0..h as usize {
+                    let start = (y as usize + row) * stride + x as usize * 3;
+                    self.effect
+                        .extend_from_slice(&img.as_raw()[start..start + row_len]);
+                }
+                if c.method == Method::Pixelate {
+                    self.pixelate(w, h, (w.min(h) as f32 * c.strength).round().max(2.0) as u32);
+                } else {
+                    self.effect
+                        .chunks_exact_mut(3)
+                        .for_each(|p| p.copy_from_slice(&c.colour));
+                }
             }
-            Method::Pixelate => self.pixelate(w, h, cell),
-            Method::Fill => self
-                .effect
-                .chunks_exact_mut(3)
-                .for_each(|p| p.copy_from_slice(&c.colour)),
         }
-        let window_row = ww as usize * 3;
-        let window_offset = (y - wy) as usize * window_row + (x - wx) as usize * 3;
         let pixels: &mut [u8] = img;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
         for row in 0..h as usize {
             let dst = &mut pixels[(y as usize + row) * stride + x as usize * 3..][..row_len];
-            let src = &self.effect[window_offset + row * window_row..][..row_len];
+            let src = &self.effect[row * row_len..][..row_len];
             let dy = (row as f32 + 0.5 - cy) / cy;
             let (core, reach) = spans(c.shape, dy, c.feather);
             // columns whose centre lies within ±half of the centre, rounded inwards / outwards
@@ -252,6 +242,51 @@ impl Redactor {
                 }
             }
         }
+    }
+
+    /// Fills `effect` with the `w × h` region blurred with radii of `strength` × the sides of a
+    /// window around it: the blur reads the window, so the region fades into its surroundings
+    /// instead of keeping a face-shaped blob of its own average colour. Such a wide blur leaves
+    /// nothing but low frequencies, so it is computed on the window shrunk by up to
+    /// `radius / BLUR_MIN_RADIUS` (box filter) and enlarged back over the region (bilinear).
+    fn context_blur(&mut self, img: &RgbImage, (x, y, w, h): (u32, u32, u32, u32), strength: f32) {
+        let region = crate::geometry::BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32);
+        let (wx, wy, ww, wh) = region
+            .grow(BLUR_CONTEXT)
+            .pixel_rect(img.width(), img.height())
+            .expect("contains the region");
+        let (rx, ry) = (
+            (ww as f32 * strength).round() as u32,
+            (wh as f32 * strength).round() as u32,
+        );
+        let shrink = (rx.min(ry) / BLUR_MIN_RADIUS).max(1);
+        let (sw, sh) = (ww.div_ceil(shrink), wh.div_ceil(shrink));
+        let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
+            .expect("an RgbImage matches its size");
+        let mut small = Image::new(sw, sh, PixelType::U8x3);
+        let down = ResizeOptions::new()
+            .crop(wx as f64, wy as f64, ww as f64, wh as f64)
+            .resize_alg(ResizeAlg::Convolution(FilterType::Box));
+        self.resizer
+            .resize(&src, &mut small, &down)
+            .expect("same pixel type");
+        blur(small.buffer_mut(), sw, sh, (rx / shrink, ry / shrink));
+        self.effect.clear();
+        self.effect.resize(w as usize * h as usize * 3, 0);
+        let mut dst = Image::from_slice_u8(w, h, &mut self.effect, PixelType::U8x3)
+            .expect("buffer holds w×h pixels");
+        let (sx, sy) = (sw as f64 / ww as f64, sh as f64 / wh as f64);
+        let up = ResizeOptions::new()
+            .crop(
+                (x - wx) as f64 * sx,
+                (y - wy) as f64 * sy,
+                w as f64 * sx,
+                h as f64 * sy,
+            )
+            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        self.resizer
+            .resize(&small, &mut dst, &up)
+            .expect("same pixel type");
     }
 
     /// Mosaic of `cell`-pixel squares: box-filtered downscale, nearest-neighbour upscale.

@@ -175,10 +175,25 @@ fn a_missing_runtime_library_is_one_clear_sentence_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("veil.toml");
     let models = root().join("models").display().to_string();
-    std::fs::write(&cfg, format!("[runtime]\nlibrary = \"/nonexistent/libonnxruntime.so\"\nmodels_dir = {models:?}\n")).unwrap();
-    let run = veil(&cfg).arg("anonymise").arg(testdata("camera.png")).arg("--out").arg(tmp.path().join("out")).output().unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[runtime]\nlibrary = \"/nonexistent/libonnxruntime.so\"\nmodels_dir = {models:?}\n"
+        ),
+    )
+    .unwrap();
+    let run = veil(&cfg)
+        .arg("anonymise")
+        .arg(testdata("camera.png"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cannot load ONNX Runtime from /nonexistent/libonnxruntime.so"), "{stderr}");
+    assert!(
+        stderr.contains("cannot load ONNX Runtime from /nonexistent/libonnxruntime.so"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
