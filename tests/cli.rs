@@ -197,3 +197,61 @@ fn a_missing_runtime_library_is_one_clear_sentence_not_a_panic() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The runtime that scripts/setup.sh installs is the CPU build: asking for CUDA must refuse to
+/// start unless the config allows the fallback, and the report must say where inference ran.
+#[test]
+fn cuda_is_refused_on_a_cpu_runtime_unless_fallback_is_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &root().join("models"));
+    let out = tmp.path().join("out");
+    let run = veil(&cfg)
+        .arg("anonymise")
+        .arg(testdata("camera.png"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--device", "cuda"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CUDA was requested") && stderr.contains("cuda_fallback_to_cpu"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("device = \"cuda\"\ncuda_fallback_to_cpu = true\n");
+    std::fs::write(&cfg, text).unwrap();
+    let report = tmp.path().join("report.jsonl");
+    let run = veil(&cfg)
+        .arg("anonymise")
+        .arg(testdata("camera.png"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        line["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["device"] == "cpu")
+    );
+}
