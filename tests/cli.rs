@@ -13,6 +13,23 @@ fn veil(config: &Path) -> Command {
     c
 }
 
+/// Runs `veil anonymise INPUT --out OUT` with extra arguments.
+fn anonymise(
+    config: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    veil(config)
+        .arg("anonymise")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn write_config(dir: &Path, models_dir: &Path) -> std::path::PathBuf {
     let lib = config().runtime.library.unwrap();
     let path = dir.join("veil.toml");
@@ -41,15 +58,12 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
     let report = tmp.path().join("report.jsonl");
     let cfg = write_config(tmp.path(), &root().join("models"));
 
-    let run = veil(&cfg)
-        .arg("anonymise")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let run = anonymise(
+        &cfg,
+        &input,
+        &out,
+        &["--report".as_ref(), report.as_os_str()],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(
         run.status.code(),
@@ -149,13 +163,12 @@ fn models_verify_passes_on_the_installed_models_and_a_tampered_model_stops_veil(
     tampered.push(0);
     std::fs::write(models.join("yunet.onnx"), tampered).unwrap();
     let cfg = write_config(tmp.path(), &models);
-    let run = veil(&cfg)
-        .arg("anonymise")
-        .arg(testdata("astronaut.png"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let run = anonymise(
+        &cfg,
+        &testdata("astronaut.png"),
+        &tmp.path().join("out"),
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
@@ -182,13 +195,7 @@ fn a_missing_runtime_library_is_one_clear_sentence_not_a_panic() {
         ),
     )
     .unwrap();
-    let run = veil(&cfg)
-        .arg("anonymise")
-        .arg(testdata("camera.png"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let run = anonymise(&cfg, &testdata("camera.png"), &tmp.path().join("out"), &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
@@ -205,14 +212,12 @@ fn cuda_is_refused_on_a_cpu_runtime_unless_fallback_is_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), &root().join("models"));
     let out = tmp.path().join("out");
-    let run = veil(&cfg)
-        .arg("anonymise")
-        .arg(testdata("camera.png"))
-        .arg("--out")
-        .arg(&out)
-        .args(["--device", "cuda"])
-        .output()
-        .unwrap();
+    let run = anonymise(
+        &cfg,
+        &testdata("camera.png"),
+        &out,
+        &["--device".as_ref(), "cuda".as_ref()],
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
@@ -225,15 +230,12 @@ fn cuda_is_refused_on_a_cpu_runtime_unless_fallback_is_allowed() {
     text.push_str("device = \"cuda\"\ncuda_fallback_to_cpu = true\n");
     std::fs::write(&cfg, text).unwrap();
     let report = tmp.path().join("report.jsonl");
-    let run = veil(&cfg)
-        .arg("anonymise")
-        .arg(testdata("camera.png"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let run = anonymise(
+        &cfg,
+        &testdata("camera.png"),
+        &out,
+        &["--report".as_ref(), report.as_os_str()],
+    );
     assert!(
         run.status.success(),
         "{}",
