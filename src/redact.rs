@@ -275,14 +275,10 @@ impl Redactor {
         self.effect.resize(w as usize * h as usize * 3, 0);
         let mut dst = Image::from_slice_u8(w, h, &mut self.effect, PixelType::U8x3)
             .expect("buffer holds w×h pixels");
-        let (sx, sy) = (sw as f64 / ww as f64, sh as f64 / wh as f64);
+        let (left, width) = shrunk_span(x - wx, w, ww, sw);
+        let (top, height) = shrunk_span(y - wy, h, wh, sh);
         let up = ResizeOptions::new()
-            .crop(
-                (x - wx) as f64 * sx,
-                (y - wy) as f64 * sy,
-                w as f64 * sx,
-                h as f64 * sy,
-            )
+            .crop(left, top, width, height)
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         self.resizer
             .resize(&small, &mut dst, &up)
@@ -318,6 +314,15 @@ pub fn blur(buf: &mut [u8], w: u32, h: u32, (rx, ry): (u32, u32)) {
     let mut image = BlurImageMut::borrow(buf, w, h, FastBlurChannels::Channels3);
     libblur::stack_blur(&mut image, radius, ThreadingPolicy::Single)
         .expect("the buffer matches its declared layout");
+}
+
+/// Where `offset .. offset + len` of an axis of `full` pixels lies once the axis is shrunk to
+/// `small` pixels, as (start, length); the length is clamped so that rounding never reaches past
+/// the end (fast_image_resize refuses a crop outside the image).
+fn shrunk_span(offset: u32, len: u32, full: u32, small: u32) -> (f64, f64) {
+    let scale = small as f64 / full as f64;
+    let start = offset as f64 * scale;
+    (start, (len as f64 * scale).min(small as f64 - start))
 }
 
 /// For a row at normalised height `dy`: the half-widths (normalised) of the span where the mask
@@ -438,6 +443,43 @@ mod tests {
             edge != [9, 9, 9] && edge != before.get_pixel(7, 50).0,
             "soft edge blends: {edge:?}"
         );
+    }
+
+    #[test]
+    fn shrunk_spans_never_reach_past_the_shrunk_axis() {
+        for full in (2u32..3000).step_by(7) {
+            for shrink in 2..40 {
+                let small = full.div_ceil(shrink);
+                for offset in (0..full / 3).step_by(5) {
+                    let len = full - 2 * offset;
+                    let (start, length) = shrunk_span(offset, len, full, small);
+                    assert!(start + length <= small as f64, "{full} {shrink} {offset}");
+                    assert!(
+                        length > 0.0
+                            && (length - len as f64 * small as f64 / full as f64).abs() < 1e-9
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn regions_of_any_size_and_place_are_redacted_without_panicking() {
+        let mut img = checkerboard(997, 601);
+        let mut redactor = Redactor::default();
+        let config = RedactionConfig::default();
+        let mut state = 7u32;
+        let mut next = |m: u32| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (state >> 8) % m
+        };
+        for _ in 0..300 {
+            let (w, h) = (1 + next(400), 1 + next(300));
+            let (x, y) = (next(997 - w + 1), next(601 - h + 1));
+            for c in [&config.face, &config.plate] {
+                redactor.region(&mut img, (x, y, w, h), c);
+            }
+        }
     }
 
     #[test]
