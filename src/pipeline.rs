@@ -30,13 +30,6 @@ pub enum PipelineError {
     Encode(#[from] EncodeError),
 }
 
-impl PipelineError {
-    /// True when the input itself is at fault, so trying again cannot succeed.
-    pub fn is_input_fault(&self) -> bool {
-        matches!(self, PipelineError::Input(_))
-    }
-}
-
 /// One anonymised copy.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -117,10 +110,6 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn models(&self) -> &[ModelInfo] {
-        &self.models
-    }
-
     /// Runs every detector on decoded pixels.
     pub fn detect(&mut self, rgb: &image::RgbImage) -> Result<Vec<Detection>, DetectError> {
         let mut detections = Vec::new();
