@@ -144,8 +144,9 @@ impl Pipeline {
 
         let t = Instant::now();
         let mut last = detections.clone();
-        for _ in 0..self.redaction.verify_passes {
-            let residue = self.recheck(&picture.rgb, &last)?;
+        for pass in 1..=self.redaction.verify_passes {
+            let mut residue = self.recheck(&picture.rgb, &last)?;
+            residue.iter_mut().for_each(|d| d.verify_pass = pass);
             if residue.is_empty() {
                 break;
             }

@@ -374,6 +374,7 @@ mod tests {
 
     fn detection(class: Class, bbox: BoxF) -> Detection {
         Detection {
+            verify_pass: 0,
             class,
             model: "m".into(),
             score: 1.0,

@@ -47,6 +47,14 @@ pub struct Detection {
     pub score: f32,
     #[serde(rename = "box")]
     pub bbox: BoxF,
+    /// 0 when found by detection; n when found by the n-th re-check of redacted regions (at a
+    /// lower threshold), which then redacted it too.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub verify_pass: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// The first pair of boxes that overlap, if any.
@@ -254,6 +262,7 @@ impl Detector {
                     c.bbox.x2.min(w),
                     c.bbox.y2.min(h),
                 ),
+                verify_pass: 0,
             })
             .filter(|d| d.bbox.area() > 0.0)
             .collect())
