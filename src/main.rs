@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     cli::init_logging(args.log_format);
     let config = match cli::load_config(args.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => return cli::fatal(&e),
+        Err(e) => return cli::fatal(&e.into()),
     };
     let result = match args.command {
         Command::Anonymise(a) => cli::anonymise::run(config, a),

@@ -55,7 +55,7 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
     std::fs::write(input.join("sub/broken.jpg"), &photo("t1.jpg")[..5000]).unwrap();
     std::fs::write(input.join("notes.txt"), "not an image").unwrap();
     let out = tmp.path().join("out");
-    let report = tmp.path().join("report.jsonl");
+    let report = tmp.path().join("reports/report.jsonl"); // its folder does not exist yet
     let cfg = write_config(tmp.path(), &root().join("models"));
 
     let run = anonymise(

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use veil::codec::Format;
@@ -77,7 +78,7 @@ struct Line<'a> {
     report: Option<&'a Report>,
 }
 
-pub fn run(mut config: Config, args: Args) -> Result<ExitCode, ConfigError> {
+pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(f) = args.format {
         config.output.format = Some(match f {
             FormatArg::Jpeg => Format::Jpeg,
@@ -96,9 +97,9 @@ pub fn run(mut config: Config, args: Args) -> Result<ExitCode, ConfigError> {
     }
     let errors = config.validate();
     if !errors.is_empty() {
-        return Err(ConfigError::Invalid(errors));
+        return Err(ConfigError::Invalid(errors).into());
     }
-    let jobs = collect(&args.inputs).map_err(|e| ConfigError::Invalid(vec![e]))?;
+    let jobs = collect(&args.inputs).map_err(anyhow::Error::msg)?;
     let engine = config.engine()?;
     let workers = args
         .workers
@@ -109,9 +110,11 @@ pub fn run(mut config: Config, args: Args) -> Result<ExitCode, ConfigError> {
         pipelines.push(engine.pipeline()?);
     }
     let mut report = match &args.report {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| ConfigError::Invalid(vec![format!("--report {}: {e}", p.display())]),
-        )?)),
+        Some(p) => {
+            Some(std::io::BufWriter::new(create(p).with_context(|| {
+                format!("cannot create the report {}", p.display())
+            })?))
+        }
         None => None,
     };
 
@@ -174,8 +177,7 @@ pub fn run(mut config: Config, args: Args) -> Result<ExitCode, ConfigError> {
     });
     bar.finish_and_clear();
     if let Some(mut w) = report {
-        w.flush()
-            .map_err(|e| ConfigError::Invalid(vec![format!("cannot write the report: {e}")]))?;
+        w.flush().context("cannot write the report")?;
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -235,6 +237,14 @@ fn extension_format(path: &Path) -> Option<Format> {
 
 fn same_file(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Creates a file, and its folder if needed.
+fn create(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::File::create(path)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

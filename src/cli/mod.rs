@@ -38,8 +38,8 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
     }
 }
 
-/// Prints an error that stops veil as one sentence and returns the exit code for it.
-pub fn fatal(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("veil: {e}");
+/// Prints an error that stops veil, with its causes, as one sentence; returns the exit code.
+pub fn fatal(e: &anyhow::Error) -> ExitCode {
+    eprintln!("veil: {e:#}");
     ExitCode::from(2)
 }

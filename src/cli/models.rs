@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use veil::config::{Config, ConfigError};
+use veil::config::Config;
 use veil::manifest::Manifest;
 use veil::runtime::Runtime;
 
-pub fn verify(config: &Config) -> Result<ExitCode, ConfigError> {
+pub fn verify(config: &Config) -> anyhow::Result<ExitCode> {
     let dir = &config.runtime.models_dir;
     let manifest = Manifest::load(dir)?;
     let runtime = Runtime::new(&config.runtime);
