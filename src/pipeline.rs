@@ -205,11 +205,10 @@ impl Pipeline {
         let mut residue = Vec::new();
         for detector in &mut self.detectors {
             let class = detector.class;
-            let padding = self.redaction.for_class(class).padding;
             let regions: Vec<_> = redacted
                 .iter()
                 .filter(|d| d.class == class)
-                .map(|d| d.bbox.grow(padding))
+                .map(|d| self.redaction.region(d))
                 .collect();
             if regions.is_empty() {
                 continue;

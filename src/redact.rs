@@ -15,6 +15,7 @@ use libblur::{AnisotropicRadius, BlurImageMut, FastBlurChannels, ThreadingPolicy
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{Class, Detection};
+use crate::geometry::BoxF;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -95,6 +96,11 @@ impl RedactionConfig {
         }
     }
 
+    /// The area redacted for a detection: its box grown by its class's padding.
+    pub fn region(&self, d: &Detection) -> BoxF {
+        d.bbox.grow(self.for_class(d.class).padding)
+    }
+
     /// Checks every class; errors name the key, e.g. `redaction.face.padding`.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
@@ -166,9 +172,8 @@ impl Redactor {
         config: &RedactionConfig,
     ) {
         for d in detections {
-            let c = config.for_class(d.class);
-            if let Some(rect) = d.bbox.grow(c.padding).pixel_rect(img.width(), img.height()) {
-                self.region(img, rect, c);
+            if let Some(rect) = config.region(d).pixel_rect(img.width(), img.height()) {
+                self.region(img, rect, config.for_class(d.class));
             }
         }
     }
@@ -184,20 +189,19 @@ impl Redactor {
         let row_len = w as usize * 3;
         match c.method {
             Method::Gaussian => self.context_blur(img, (x, y, w, h), c.strength),
-            Method::Pixelate | Method::Fill => {
+            Method::Pixelate => {
                 self.effect.clear();
                 for row in 0..h as usize {
                     let start = (y as usize + row) * stride + x as usize * 3;
                     self.effect
                         .extend_from_slice(&img.as_raw()[start..start + row_len]);
                 }
-                if c.method == Method::Pixelate {
-                    self.pixelate(w, h, (w.min(h) as f32 * c.strength).round().max(2.0) as u32);
-                } else {
-                    self.effect
-                        .chunks_exact_mut(3)
-                        .for_each(|p| p.copy_from_slice(&c.colour));
-                }
+                self.pixelate(w, h, (w.min(h) as f32 * c.strength).round().max(2.0) as u32);
+            }
+            Method::Fill => {
+                self.effect.clear();
+                self.effect
+                    .extend(c.colour.iter().copied().cycle().take(h as usize * row_len));
             }
         }
         let pixels: &mut [u8] = img;
@@ -250,7 +254,7 @@ impl Redactor {
     /// nothing but low frequencies, so it is computed on the window shrunk by up to
     /// `radius / BLUR_MIN_RADIUS` (box filter) and enlarged back over the region (bilinear).
     fn context_blur(&mut self, img: &RgbImage, (x, y, w, h): (u32, u32, u32, u32), strength: f32) {
-        let region = crate::geometry::BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32);
+        let region = BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32);
         let (wx, wy, ww, wh) = region
             .grow(BLUR_CONTEXT)
             .pixel_rect(img.width(), img.height())
