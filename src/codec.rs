@@ -36,6 +36,14 @@ impl Format {
             Format::Webp => "webp",
         }
     }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+        }
+    }
 }
 
 /// Input limits: anything larger is rejected before its pixels are decoded.

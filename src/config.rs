@@ -2,12 +2,19 @@
 //!
 //! Loading reports every problem at once, each naming its key, so a user fixes a file in one
 //! pass. Unknown keys are errors: a misspelt threshold must not silently fall back to a default.
+//!
+//! Environment variables override the file, for containers: `VEIL__SECTION__KEY=value` sets
+//! `section.key` (`VEIL__INGEST__QUEUE_URL`, `VEIL__DESTINATIONS__0__ROLE_ARN`). The value is read
+//! as a TOML value when it is one (`8`, `true`, `[1, 2]`) and as a string otherwise.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Limits;
+use crate::daemon::config::{
+    AuditConfig, DestinationConfig, IngestConfig, MetricsConfig, RawConfig, WorkerConfig,
+};
 use crate::detect::DetectorSettings;
 use crate::manifest::{Manifest, ModelError};
 use crate::pipeline::Engine;
@@ -30,6 +37,17 @@ pub struct Config {
     /// The rendition `veil anonymise` writes.
     #[serde(default)]
     pub output: Rendition,
+    /// The daemon's sections (`veil run`); see [`crate::daemon::config`].
+    pub ingest: Option<IngestConfig>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+    #[serde(default)]
+    pub raw: RawConfig,
+    pub audit: Option<AuditConfig>,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -40,6 +58,12 @@ impl Default for Config {
             redaction: RedactionConfig::default(),
             limits: Limits::default(),
             output: Rendition::default(),
+            ingest: None,
+            destinations: Vec::new(),
+            raw: RawConfig::default(),
+            audit: None,
+            worker: WorkerConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -90,25 +114,47 @@ pub enum ConfigError {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::parse(&text).map_err(|e| match e {
+    /// Reads `path` (if given) and applies the `VEIL__…` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: p.to_path_buf(),
+                message: e.to_string(),
+            })?,
+            None => String::new(),
+        };
+        Self::parse_with(&text, std::env::vars()).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
+                path: path.map_or_else(|| PathBuf::from("(defaults)"), Path::to_path_buf),
                 message,
             },
             other => other,
         })
     }
 
+    /// Parses a file's text without environment overrides.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Self::parse_with(text, std::iter::empty())
+    }
+
+    fn parse_with(
+        text: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_error = |message: String| ConfigError::Parse {
             path: PathBuf::new(),
-            message: e.to_string().trim().replace('\n', " "),
-        })?;
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|e| parse_error(e.to_string().trim().replace('\n', " ")))?;
+        for (name, value) in env {
+            if let Some(path) = name.strip_prefix("VEIL__") {
+                apply_override(&mut table, path, &value)
+                    .map_err(|e| parse_error(format!("environment variable {name}: {e}")))?;
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| parse_error(format!("{}: {}", e.path(), e.inner())))?;
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)
@@ -173,6 +219,48 @@ impl Config {
     }
 }
 
+/// Sets the key `path` (`INGEST__QUEUE_URL`, `DESTINATIONS__0__BUCKET`) in `table`.
+fn apply_override(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), String> {
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.into()));
+    let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let result = set_path(&mut root, &segments, value);
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    result
+}
+
+/// Walks sections by name and lists of sections by index, creating missing sections.
+fn set_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((seg, rest)) = path.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    let child = match node {
+        toml::Value::Table(t) => {
+            let next_is_index = rest.first().is_some_and(|r| r.parse::<usize>().is_ok());
+            if next_is_index && !t.contains_key(seg) {
+                return Err(format!("{seg} has no items in the file to override"));
+            }
+            t.entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        }
+        toml::Value::Array(a) => {
+            let i: usize = seg
+                .parse()
+                .map_err(|_| format!("{seg:?} is not an index into a list"))?;
+            a.get_mut(i)
+                .ok_or_else(|| format!("index {i} is past the end of its list"))?
+        }
+        _ => return Err(format!("{seg:?} is inside a value that is not a section")),
+    };
+    set_path(child, rest, value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +300,39 @@ mod tests {
     #[test]
     fn the_shipped_config_file_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/veil.toml");
-        Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn environment_variables_override_sections_and_list_items() {
+        let text = "[worker]\nheartbeat_s = 10\n[[destinations]]\nname = \"a\"\naccount_id = \"111111111111\"\nrole_arn = \"r\"\nbucket = \"b\"\n";
+        let env = [
+            ("VEIL__WORKER__HEARTBEAT_S", "30"),
+            ("VEIL__INGEST__QUEUE_URL", "http://q"),
+            ("VEIL__INGEST__REGION", "eu-west-1"),
+            ("VEIL__INGEST__SOURCES", "[{ bucket = \"raw\" }]"),
+            ("VEIL__DESTINATIONS__0__BUCKET", "other-bucket"),
+            ("UNRELATED", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::parse_with(text, env.into_iter()).unwrap();
+        assert_eq!(c.worker.heartbeat_s, 30);
+        let ingest = c.ingest.unwrap();
+        assert_eq!(ingest.queue_url, "http://q");
+        assert_eq!(ingest.sources[0].bucket, "raw");
+        assert_eq!(c.destinations[0].bucket, "other-bucket");
+    }
+
+    #[test]
+    fn a_type_error_names_the_key_path() {
+        let env = [("VEIL__DESTINATIONS__0__BUCKET", "x")].map(|(k, v)| (k.into(), v.into()));
+        let err = Config::parse_with("", env.into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VEIL__DESTINATIONS__0__BUCKET"), "{err}");
+        let err = Config::parse("[worker]\nheartbeat_s = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.heartbeat_s"), "{err}");
     }
 }

@@ -1,5 +1,5 @@
 //! veil: anonymise camera images — detect faces and licence plates with ONNX models, redact them,
-//! strip metadata — as a library, a one-shot CLI and (later) a queue-draining daemon.
+//! strip metadata — as a library, a one-shot CLI and a queue-draining daemon ([`daemon`]).
 //!
 //! Data flow of one image, module by module:
 //! [`codec::decode`] (limits, orientation) → [`detect`] (tiles, models, NMS) → [`redact`]
@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod daemon;
 pub mod detect;
 pub mod geometry;
 pub mod manifest;

@@ -1,4 +1,4 @@
-//! The `veil` command line: one-shot anonymisation of files and model checks.
+//! The `veil` command line: the daemon, one-shot anonymisation of files, and checks.
 
 mod cli;
 
@@ -34,6 +34,10 @@ struct Args {
 enum Command {
     /// Anonymise image files and folders into an output folder.
     Anonymise(cli::anonymise::Args),
+    /// Run the daemon: drain S3 notifications from SQS and replicate anonymised copies.
+    Run,
+    /// Validate the configuration (and, with --connect, reach every AWS resource it names).
+    CheckConfig(cli::check_config::Args),
     /// Manage the detector models.
     Models {
         #[command(subcommand)]
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Command::Anonymise(a) => cli::anonymise::run(config, a),
+        Command::Run => cli::run::run(config),
+        Command::CheckConfig(a) => cli::check_config::run(&config, a),
         Command::Models {
             command: ModelsCommand::Verify,
         } => cli::models::verify(&config),

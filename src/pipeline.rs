@@ -67,6 +67,18 @@ impl Engine {
         }
     }
 
+    /// Identifies what this engine does to an image: veil's version, each model's sha256 and
+    /// settings, and the redaction settings, hashed. The daemon puts it in destination keys, so a
+    /// changed pipeline writes new copies instead of being taken for work already done.
+    pub fn fingerprint(&self) -> String {
+        let mut text = format!("veil {}\n", env!("CARGO_PKG_VERSION"));
+        for (model, settings) in &self.models {
+            text += &format!("{} {settings:?}\n", model.entry.sha256);
+        }
+        text += &format!("{:?}", self.redaction);
+        sha256_hex(text.as_bytes())[..16].to_string()
+    }
+
     /// A pipeline with its own sessions, for one worker thread.
     pub fn pipeline(&self) -> Result<Pipeline, RuntimeError> {
         let mut detectors = Vec::with_capacity(self.models.len());

@@ -1,7 +1,9 @@
 //! Shared parts of the command line: config loading, logging, error reporting.
 
 pub mod anonymise;
+pub mod check_config;
 pub mod models;
+pub mod run;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -27,15 +29,11 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-/// The given config file, else `config/veil.toml` when it exists, else the built-in defaults.
+/// The given config file, else `config/veil.toml` when it exists, else the built-in defaults;
+/// `VEIL__…` environment variables override either.
 pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
-    match path {
-        Some(p) => Config::load(p),
-        None if Path::new("config/veil.toml").exists() => {
-            Config::load(Path::new("config/veil.toml"))
-        }
-        None => Ok(Config::default()),
-    }
+    let default = Path::new("config/veil.toml");
+    Config::load(path.or_else(|| default.exists().then_some(default)))
 }
 
 /// Prints an error that stops veil, with its causes, as one sentence; returns the exit code.

@@ -1,0 +1,354 @@
+//! The daemon's part of the configuration: where raw objects come from, where clean copies go,
+//! what happens to the raw object afterwards, and how hard the worker pool works.
+//!
+//! These sections are optional in the file (the one-shot CLI needs none of them); `veil run` and
+//! `veil check-config` require them through [`DaemonConfig::from_config`], which reports every
+//! problem at once, each naming its key.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::daemon::destination::KeyTemplate;
+use crate::rendition::Rendition;
+
+/// The ingest account: the queue veil drains and the raw buckets it may read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// URL of the SQS queue that receives the raw buckets' notifications.
+    pub queue_url: String,
+    pub region: String,
+    /// Endpoint for every AWS call (S3, SQS, STS): set only for emulators such as moto or
+    /// LocalStack. S3 then uses path-style addressing.
+    pub endpoint_url: Option<String>,
+    /// The raw buckets and key prefixes veil may read. A notification for any other object is
+    /// refused (published nowhere, left for the dead-letter queue).
+    pub sources: Vec<SourceRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRule {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+impl SourceRule {
+    pub fn allows(&self, bucket: &str, key: &str) -> bool {
+        self.bucket == bucket && key.starts_with(&self.prefix)
+    }
+}
+
+/// One downstream account and the copy it receives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Short name used in logs, metrics and the audit record (e.g. "training").
+    pub name: String,
+    pub account_id: String,
+    /// The writer role in the destination account; veil assumes it for every PUT.
+    pub role_arn: String,
+    /// The external id the role's trust policy requires (guards against confused deputies).
+    pub external_id: Option<String>,
+    pub bucket: String,
+    /// Region of the destination bucket; defaults to the ingest region.
+    pub region: Option<String>,
+    /// Destination key; see [`KeyTemplate`] for the placeholders.
+    #[serde(default = "default_key_template")]
+    pub key_template: String,
+    #[serde(default)]
+    pub rendition: Rendition,
+    /// Full ARN of the KMS key for SSE-KMS (an alias would resolve in the wrong account).
+    pub sse_kms_key_arn: Option<String>,
+}
+
+fn default_key_template() -> String {
+    "anonymised/{pipeline}/{id}.{ext}".into()
+}
+
+/// What happens to the raw object once every destination holds its copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Delete the processed version (lifecycle expiry can lag by days).
+    #[default]
+    Delete,
+    /// Add a tag (for a lifecycle rule or a later sweep).
+    Tag,
+    Keep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub disposition: Disposition,
+    pub tag_key: String,
+    pub tag_value: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            disposition: Disposition::Delete,
+            tag_key: "veil".into(),
+            tag_value: "anonymised".into(),
+        }
+    }
+}
+
+/// Where the audit records go: a bucket in the ingest account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub bucket: String,
+    #[serde(default = "default_audit_prefix")]
+    pub prefix: String,
+}
+
+fn default_audit_prefix() -> String {
+    "veil-audit/".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Images anonymised at once (one pipeline, with its own model sessions, each). Default: the
+    /// number of CPU cores.
+    pub pipelines: Option<usize>,
+    /// Objects in flight (downloading, waiting for a pipeline, uploading). Memory is bounded by
+    /// this times `limits.max_pixels` × about 6 bytes. Default: twice the pipelines.
+    pub in_flight: Option<usize>,
+    /// Visibility timeout veil sets on a message it works on, renewed every `heartbeat_s`.
+    pub visibility_timeout_s: u64,
+    pub heartbeat_s: u64,
+    /// After a failure, the message becomes visible again this much later.
+    pub retry_delay_s: u64,
+    /// Long-poll wait of each receive (at most 20).
+    pub receive_wait_s: u64,
+    /// On SIGTERM/SIGINT, how long in-flight objects may take to finish. Keep it below the
+    /// container's stop timeout (ECS: 30 s by default).
+    pub shutdown_grace_s: u64,
+    /// Seconds an assumed-role session lasts (role chaining allows at most 3600).
+    pub role_session_s: u64,
+    /// Timeout of every AWS call, in seconds.
+    pub aws_timeout_s: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            pipelines: None,
+            in_flight: None,
+            visibility_timeout_s: 300,
+            heartbeat_s: 60,
+            retry_delay_s: 30,
+            receive_wait_s: 20,
+            shutdown_grace_s: 25,
+            role_session_s: 3600,
+            aws_timeout_s: 60,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn pipelines(&self) -> usize {
+        self.pipelines.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.unwrap_or(2 * self.pipelines())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:9464".into(),
+        }
+    }
+}
+
+/// The daemon's settings, checked: every field `veil run` needs is present and coherent.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub ingest: IngestConfig,
+    pub destinations: Vec<(DestinationConfig, KeyTemplate)>,
+    pub raw: RawConfig,
+    pub audit: AuditConfig,
+    pub worker: WorkerConfig,
+    pub metrics_listen: SocketAddr,
+}
+
+impl DaemonConfig {
+    /// The daemon sections of `config`, or every problem with them, each naming its key.
+    pub fn from_config(config: &Config) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let ingest = config.ingest.clone();
+        match &ingest {
+            None => errors.push("ingest: section required to run the daemon".into()),
+            Some(i) => errors.extend(validate_ingest(i)),
+        }
+        let audit = config.audit.clone();
+        match &audit {
+            None => errors.push("audit: section required to run the daemon".into()),
+            Some(a) if !valid_bucket(&a.bucket) => {
+                errors.push(format!("audit.bucket: invalid bucket name {:?}", a.bucket))
+            }
+            Some(_) => {}
+        }
+        if config.destinations.is_empty() {
+            errors.push("destinations: at least one destination is required".into());
+        }
+        let sources = ingest.as_ref().map_or(&[][..], |i| &i.sources[..]);
+        let mut destinations = Vec::new();
+        for (i, d) in config.destinations.iter().enumerate() {
+            let key = format!("destinations[{i}] ({})", d.name);
+            errors.extend(validate_destination(&key, d, sources));
+            if config.destinations[..i].iter().any(|o| o.name == d.name) {
+                errors.push(format!("{key}.name: used by another destination"));
+            }
+            match KeyTemplate::parse(&d.key_template) {
+                Ok(t) => destinations.push((d.clone(), t)),
+                Err(e) => errors.push(format!("{key}.key_template: {e}")),
+            }
+        }
+        errors.extend(validate_worker(&config.worker));
+        let metrics_listen = config.metrics.listen.parse::<SocketAddr>();
+        if metrics_listen.is_err() {
+            errors.push(format!(
+                "metrics.listen: {:?} is not an address such as 0.0.0.0:9464",
+                config.metrics.listen
+            ));
+        }
+        match (ingest, audit, metrics_listen) {
+            (Some(ingest), Some(audit), Ok(metrics_listen)) if errors.is_empty() => Ok(Self {
+                ingest,
+                destinations,
+                raw: config.raw.clone(),
+                audit,
+                worker: config.worker.clone(),
+                metrics_listen,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn validate_ingest(i: &IngestConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    if !(i.queue_url.starts_with("https://") || i.queue_url.starts_with("http://")) {
+        errors.push(format!(
+            "ingest.queue_url: {:?} is not a queue URL",
+            i.queue_url
+        ));
+    }
+    if i.region.is_empty() {
+        errors.push("ingest.region: must not be empty".into());
+    }
+    if i.sources.is_empty() {
+        errors.push("ingest.sources: at least one raw bucket is required".into());
+    }
+    for (n, s) in i.sources.iter().enumerate() {
+        if !valid_bucket(&s.bucket) {
+            errors.push(format!(
+                "ingest.sources[{n}].bucket: invalid bucket name {:?}",
+                s.bucket
+            ));
+        }
+    }
+    errors
+}
+
+fn validate_destination(key: &str, d: &DestinationConfig, sources: &[SourceRule]) -> Vec<String> {
+    let mut errors = d.rendition.validate(&format!("{key}.rendition"));
+    if d.name.is_empty()
+        || !d
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        errors.push(format!(
+            "{key}.name: use letters, digits, '-' and '_' only (it becomes a metric label)"
+        ));
+    }
+    if d.account_id.len() != 12 || !d.account_id.chars().all(|c| c.is_ascii_digit()) {
+        errors.push(format!(
+            "{key}.account_id: {:?} is not a 12-digit account id",
+            d.account_id
+        ));
+    }
+    let role_prefix = format!("arn:aws:iam::{}:role/", d.account_id);
+    if !d.role_arn.starts_with(&role_prefix) || d.role_arn.len() == role_prefix.len() {
+        errors.push(format!(
+            "{key}.role_arn: {:?} is not a role of account {}",
+            d.role_arn, d.account_id
+        ));
+    }
+    if !valid_bucket(&d.bucket) {
+        errors.push(format!("{key}.bucket: invalid bucket name {:?}", d.bucket));
+    }
+    if sources.iter().any(|s| s.bucket == d.bucket) {
+        errors.push(format!(
+            "{key}.bucket: {} is a raw bucket; anonymised copies must go to another account's bucket",
+            d.bucket
+        ));
+    }
+    if let Some(k) = &d.sse_kms_key_arn
+        && !(k.starts_with("arn:aws:kms:") && k.contains(":key/"))
+    {
+        errors.push(format!(
+            "{key}.sse_kms_key_arn: {k:?} is not a full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); an alias would resolve in the ingest account"
+        ));
+    }
+    errors
+}
+
+fn validate_worker(w: &WorkerConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    if w.pipelines == Some(0) || w.in_flight == Some(0) {
+        errors.push("worker.pipelines and worker.in_flight must be at least 1".into());
+    }
+    if !(1..=43_200).contains(&w.visibility_timeout_s) {
+        errors.push("worker.visibility_timeout_s must be in 1..=43200 (SQS's limit)".into());
+    }
+    if w.heartbeat_s == 0 || w.heartbeat_s >= w.visibility_timeout_s {
+        errors.push(format!(
+            "worker.heartbeat_s must be positive and below visibility_timeout_s ({})",
+            w.visibility_timeout_s
+        ));
+    }
+    if w.retry_delay_s > 43_200 {
+        errors.push("worker.retry_delay_s must be at most 43200".into());
+    }
+    if w.receive_wait_s > 20 {
+        errors.push("worker.receive_wait_s must be at most 20 (SQS's limit)".into());
+    }
+    if !(1..=43_200).contains(&w.role_session_s) {
+        errors.push("worker.role_session_s must be in 1..=43200".into());
+    }
+    if w.aws_timeout_s == 0 {
+        errors.push("worker.aws_timeout_s must be positive".into());
+    }
+    errors
+}
+
+/// S3's bucket naming rules, enough to catch typos and ARNs pasted in place of names.
+fn valid_bucket(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+}

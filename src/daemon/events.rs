@@ -1,0 +1,313 @@
+//! Reading the body of one SQS message: which objects were created.
+//!
+//! Three shapes reach the queue: an S3 event notification sent directly, the same wrapped in an
+//! SNS envelope (unless the subscription uses raw delivery), and an EventBridge "Object Created"
+//! event. Keys in S3 and EventBridge events are URL-encoded with `+` for a space.
+
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A created object named by a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The decoded key, as S3's API expects it.
+    pub key: String,
+    /// Present when the bucket is versioned; veil then reads exactly this version.
+    pub version_id: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// What a message asks of veil.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Objects to anonymise (one message may name several).
+    Created(Vec<ObjectRef>),
+    /// Nothing to do: a test event, a non-create event. The message is acknowledged.
+    Ignore(String),
+}
+
+/// A body veil cannot read. The message is left for the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unreadable notification: {0}")]
+pub struct EventError(pub String);
+
+/// Parses one message body.
+pub fn parse(body: &str) -> Result<Notice, EventError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| EventError(format!("not JSON ({e})")))?;
+    parse_value(value, true)
+}
+
+fn parse_value(value: Value, unwrap_sns: bool) -> Result<Notice, EventError> {
+    if value.get("Records").is_some() {
+        return s3_records(value);
+    }
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Notice::Ignore("s3:TestEvent".into()));
+    }
+    if unwrap_sns && value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let inner = value
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EventError("SNS envelope without a Message".into()))?;
+        let inner: Value = serde_json::from_str(inner)
+            .map_err(|e| EventError(format!("SNS Message is not JSON ({e})")))?;
+        return parse_value(inner, false);
+    }
+    if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
+        return eventbridge(value);
+    }
+    Err(EventError(
+        "neither an S3 notification, an SNS envelope nor an EventBridge S3 event".into(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Records {
+    #[serde(rename = "Records")]
+    records: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    event_version: String,
+    event_name: String,
+    s3: RecordS3,
+}
+
+#[derive(Deserialize)]
+struct RecordS3 {
+    bucket: Named,
+    object: RecordObject,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordObject {
+    key: String,
+    size: Option<u64>,
+    version_id: Option<String>,
+}
+
+fn s3_records(value: Value) -> Result<Notice, EventError> {
+    let records: Records =
+        serde_json::from_value(value).map_err(|e| EventError(format!("S3 event: {e}")))?;
+    let mut created = Vec::new();
+    let mut ignored = Vec::new();
+    for r in records.records {
+        if r.event_version.split('.').next() != Some("2") {
+            return Err(EventError(format!(
+                "S3 event version {} (veil reads version 2.x)",
+                r.event_version
+            )));
+        }
+        if !r.event_name.starts_with("ObjectCreated:") {
+            ignored.push(r.event_name);
+            continue;
+        }
+        created.push(ObjectRef {
+            bucket: r.s3.bucket.name,
+            key: decode_key(&r.s3.object.key)?,
+            version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
+            size: r.s3.object.size,
+        });
+    }
+    if created.is_empty() {
+        Ok(Notice::Ignore(if ignored.is_empty() {
+            "no records".into()
+        } else {
+            ignored.join(", ")
+        }))
+    } else {
+        Ok(Notice::Created(created))
+    }
+}
+
+#[derive(Deserialize)]
+struct BridgeEvent {
+    detail: BridgeDetail,
+}
+
+#[derive(Deserialize)]
+struct BridgeDetail {
+    bucket: Named,
+    object: BridgeObject,
+}
+
+#[derive(Deserialize)]
+struct BridgeObject {
+    key: String,
+    size: Option<u64>,
+    #[serde(rename = "version-id")]
+    version_id: Option<String>,
+}
+
+fn eventbridge(value: Value) -> Result<Notice, EventError> {
+    let detail_type = value.get("detail-type").and_then(Value::as_str);
+    if detail_type != Some("Object Created") {
+        return Ok(Notice::Ignore(format!(
+            "EventBridge {}",
+            detail_type.unwrap_or("event without detail-type")
+        )));
+    }
+    let e: BridgeEvent =
+        serde_json::from_value(value).map_err(|e| EventError(format!("EventBridge event: {e}")))?;
+    Ok(Notice::Created(vec![ObjectRef {
+        bucket: e.detail.bucket.name,
+        key: decode_key(&e.detail.object.key)?,
+        version_id: e.detail.object.version_id.filter(|v| !v.is_empty()),
+        size: e.detail.object.size,
+    }]))
+}
+
+/// Undoes S3's form encoding of keys: `+` is a space, `%XX` a byte of UTF-8.
+fn decode_key(raw: &str) -> Result<String, EventError> {
+    let spaced = raw.replace('+', " ");
+    let key = percent_decode_str(&spaced)
+        .decode_utf8()
+        .map_err(|_| EventError(format!("key {raw:?} does not decode to UTF-8")))?;
+    if key.is_empty() {
+        return Err(EventError("empty object key".into()));
+    }
+    Ok(key.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3_event(event_name: &str, key: &str) -> String {
+        serde_json::json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1",
+            "eventTime": "2026-11-28T10:00:00.000Z", "eventName": event_name,
+            "s3": {"s3SchemaVersion": "1.0", "configurationId": "veil",
+                "bucket": {"name": "raw-images", "arn": "arn:aws:s3:::raw-images"},
+                "object": {"key": key, "size": 1024, "eTag": "0123", "versionId": "v1",
+                    "sequencer": "0055AED6DCD90281E5"}}}]})
+        .to_string()
+    }
+
+    fn created(notice: Notice) -> Vec<ObjectRef> {
+        match notice {
+            Notice::Created(objects) => objects,
+            other => panic!("expected objects, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_direct_s3_event_gives_the_decoded_key_and_version() {
+        let objects = created(
+            parse(&s3_event(
+                "ObjectCreated:Put",
+                "cam+1/a%2Bb+%C3%A9t%C3%A9.jpg",
+            ))
+            .unwrap(),
+        );
+        assert_eq!(
+            objects,
+            [ObjectRef {
+                bucket: "raw-images".into(),
+                key: "cam 1/a+b été.jpg".into(),
+                version_id: Some("v1".into()),
+                size: Some(1024),
+            }]
+        );
+    }
+
+    #[test]
+    fn slashes_encoded_as_percent_2f_are_decoded() {
+        let objects = created(parse(&s3_event("ObjectCreated:Put", "a%2Fb%2Fc.jpg")).unwrap());
+        assert_eq!(objects[0].key, "a/b/c.jpg");
+    }
+
+    #[test]
+    fn several_records_in_one_message_are_all_returned() {
+        let mut v: Value = serde_json::from_str(&s3_event("ObjectCreated:Put", "a.jpg")).unwrap();
+        let mut second = v["Records"][0].clone();
+        second["s3"]["object"]["key"] = "b.jpg".into();
+        second["s3"]["object"]
+            .as_object_mut()
+            .unwrap()
+            .remove("versionId");
+        v["Records"].as_array_mut().unwrap().push(second);
+        let objects = created(parse(&v.to_string()).unwrap());
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[1].key, "b.jpg");
+        assert_eq!(objects[1].version_id, None);
+    }
+
+    #[test]
+    fn an_sns_envelope_is_unwrapped() {
+        let body = serde_json::json!({
+            "Type": "Notification", "MessageId": "5c8e", "TopicArn": "arn:aws:sns:eu-west-1:111111111111:raw",
+            "Subject": "Amazon S3 Notification",
+            "Message": s3_event("ObjectCreated:CompleteMultipartUpload", "big+photo.jpg"),
+            "Timestamp": "2026-11-28T10:00:00.000Z", "SignatureVersion": "1"})
+        .to_string();
+        assert_eq!(created(parse(&body).unwrap())[0].key, "big photo.jpg");
+    }
+
+    #[test]
+    fn an_eventbridge_object_created_event_is_read() {
+        let body = serde_json::json!({
+            "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103",
+            "detail-type": "Object Created", "source": "aws.s3", "account": "111111111111",
+            "time": "2026-11-28T10:00:00Z", "region": "eu-west-1",
+            "resources": ["arn:aws:s3:::raw-images"],
+            "detail": {"version": "0", "bucket": {"name": "raw-images"},
+                "object": {"key": "street/frame%20001.jpg", "size": 5, "etag": "b1946ac9",
+                    "version-id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", "sequencer": "00617F08299329D189"},
+                "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "reason": "PutObject"}})
+        .to_string();
+        let objects = created(parse(&body).unwrap());
+        assert_eq!(objects[0].key, "street/frame 001.jpg");
+        assert_eq!(
+            objects[0].version_id.as_deref(),
+            Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
+        );
+    }
+
+    #[test]
+    fn test_events_and_other_event_types_are_ignored() {
+        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-28T10:00:00.000Z","Bucket":"raw-images","RequestId":"1","HostId":"2"}"#;
+        assert!(matches!(parse(test), Ok(Notice::Ignore(r)) if r == "s3:TestEvent"));
+        assert!(matches!(
+            parse(&s3_event("ObjectRemoved:Delete", "a.jpg")),
+            Ok(Notice::Ignore(r)) if r == "ObjectRemoved:Delete"
+        ));
+        let deleted =
+            r#"{"version":"0","detail-type":"Object Deleted","source":"aws.s3","detail":{}}"#;
+        assert!(matches!(parse(deleted), Ok(Notice::Ignore(_))));
+        let sns_test = serde_json::json!({"Type": "Notification", "Message": test}).to_string();
+        assert!(matches!(parse(&sns_test), Ok(Notice::Ignore(_))));
+    }
+
+    #[test]
+    fn unreadable_bodies_are_errors_not_panics() {
+        for body in [
+            "",
+            "not json",
+            "[]",
+            "{}",
+            r#"{"Records": "x"}"#,
+            r#"{"Records": [{"eventVersion": "2.1"}]}"#,
+            r#"{"Type": "Notification", "Message": "not json"}"#,
+            r#"{"Type": "Notification", "Message": "{\"Type\": \"Notification\", \"Message\": \"{}\"}"}"#,
+            r#"{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}"#,
+        ] {
+            assert!(parse(body).is_err(), "{body:?} was accepted");
+        }
+        assert!(parse(&s3_event("ObjectCreated:Put", "%FF.jpg")).is_err());
+        assert!(parse(&s3_event("ObjectCreated:Put", "")).is_err());
+        let v1 = s3_event("ObjectCreated:Put", "a.jpg").replace("\"2.1\"", "\"1.0\"");
+        assert!(parse(&v1).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! What the daemon counts, and the HTTP endpoints that expose it: `/metrics` (Prometheus text),
+//! `/healthz` (the process is alive) and `/readyz` (models loaded and the queue reachable).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric veil exports, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub messages_received: IntCounter,
+    pub messages_deleted: IntCounter,
+    /// Messages left for retry (and, after maxReceiveCount, the DLQ), by reason.
+    pub messages_failed: IntCounterVec,
+    pub message_delete_errors: IntCounter,
+    /// Objects by outcome: anonymised, rejected, failed, source_gone.
+    pub objects: IntCounterVec,
+    pub detections: IntCounterVec,
+    /// Seconds per stage: download, decode, detect, verify, redact, encode, upload.
+    pub stage_seconds: HistogramVec,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounterVec,
+    pub in_flight: IntGauge,
+    /// PUTs by destination and result (created, already_present).
+    pub puts: IntCounterVec,
+    pub destination_errors: IntCounterVec,
+    pub credential_refreshes: IntCounterVec,
+    pub receive_errors: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(format!("veil_{name}"), help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(format!("veil_{name}"), help), labels)
+                .expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new("veil_stage_seconds", "Time spent per stage of one object").buckets(
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ],
+            ),
+            &["stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stage_seconds.clone()))
+            .expect("unique");
+        let in_flight = IntGauge::new("veil_in_flight", "Objects being processed").expect("valid");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("unique");
+        Self {
+            messages_received: counter("messages_received_total", "SQS messages received"),
+            messages_deleted: counter(
+                "messages_deleted_total",
+                "SQS messages deleted after all their effects were done",
+            ),
+            messages_failed: counter_vec(
+                "messages_failed_total",
+                "SQS messages left for retry (and the dead-letter queue)",
+                &["reason"],
+            ),
+            message_delete_errors: counter(
+                "message_delete_errors_total",
+                "SQS messages whose delete failed (they will be delivered again)",
+            ),
+            objects: counter_vec("objects_total", "Objects by outcome", &["outcome"]),
+            detections: counter_vec("detections_total", "Detections by class", &["class"]),
+            bytes_in: counter("bytes_in_total", "Raw bytes downloaded"),
+            bytes_out: counter_vec(
+                "bytes_out_total",
+                "Anonymised bytes written, by destination",
+                &["destination"],
+            ),
+            puts: counter_vec(
+                "puts_total",
+                "Create-only PUTs by destination and result",
+                &["destination", "result"],
+            ),
+            destination_errors: counter_vec(
+                "destination_errors_total",
+                "Failed writes by destination and error code",
+                &["destination", "code"],
+            ),
+            credential_refreshes: counter_vec(
+                "credential_refreshes_total",
+                "Assumed-role sessions obtained, by destination",
+                &["destination"],
+            ),
+            receive_errors: counter("receive_errors_total", "Failed SQS receives"),
+            stage_seconds,
+            in_flight,
+            registry,
+        }
+    }
+
+    pub fn observe(&self, stage: &str, seconds: f64) {
+        self.stage_seconds
+            .with_label_values(&[stage])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What `/readyz` reports: ready once the models are loaded and while the queue answers.
+#[derive(Default)]
+pub struct Readiness {
+    pub models_loaded: AtomicBool,
+    pub queue_reachable: AtomicBool,
+}
+
+impl Readiness {
+    fn ready(&self) -> bool {
+        self.models_loaded.load(Ordering::Relaxed) && self.queue_reachable.load(Ordering::Relaxed)
+    }
+}
+
+/// Binds `addr` and serves the endpoints until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State((m, _)): AppState| async move { m.render() }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|State((_, r)): AppState| async move {
+                if r.ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }),
+        )
+        .with_state((metrics, readiness));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    }))
+}
+
+type AppState = State<(Arc<Metrics>, Arc<Readiness>)>;

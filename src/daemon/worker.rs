@@ -1,0 +1,356 @@
+//! What happens to one message: for each object it names, read the raw bytes, anonymise them
+//! into every destination's rendition, write each copy through its destination's role, write the
+//! audit record, dispose of the raw object — in that order, so that a failure at any step leaves
+//! the message for a retry that finds the earlier steps done.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::daemon::audit::{self, AuditCopy, AuditError, AuditRecord, AuditSource, AuditTimings};
+use crate::daemon::config::DaemonConfig;
+use crate::daemon::destination::{Destination, DestinationError, KeyValues, Put};
+use crate::daemon::events::{self, EventError, Notice, ObjectRef};
+use crate::daemon::metrics::Metrics;
+use crate::daemon::pool::{PipelinePool, PoolError};
+use crate::daemon::queue::Received;
+use crate::daemon::source::{self, SourceError};
+use crate::manifest::sha256_hex;
+use crate::pipeline::PipelineError;
+use crate::rendition::Rendition;
+
+/// Why an object was not (fully) handled; the message is left for retry and the DLQ.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("s3://{bucket}/{key} is outside ingest.sources; refusing to read it")]
+    NotAllowed { bucket: String, key: String },
+    #[error(transparent)]
+    Source(SourceError),
+    #[error("s3://{bucket}/{key}: {error}")]
+    Pipeline {
+        bucket: String,
+        key: String,
+        error: PoolError,
+    },
+    #[error("{} of {} destinations failed: {}", .0.len(), .1, join(.0))]
+    Destinations(Vec<DestinationError>, usize),
+    #[error(transparent)]
+    Audit(AuditError),
+    #[error("copies and audit record written, but the raw object was not disposed of: {0}")]
+    Dispose(SourceError),
+}
+
+fn join(errors: &[DestinationError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ObjectError {
+    /// The `reason` label of `veil_messages_failed_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ObjectError::NotAllowed { .. } => "not_allowed",
+            ObjectError::Source(SourceError::TooLarge { .. }) => "rejected_input",
+            ObjectError::Source(_) => "source",
+            ObjectError::Pipeline {
+                error: PoolError::Pipeline(PipelineError::Input(_)),
+                ..
+            } => "rejected_input",
+            ObjectError::Pipeline { .. } => "pipeline",
+            ObjectError::Destinations(..) => "destination",
+            ObjectError::Audit(_) => "audit",
+            ObjectError::Dispose(_) => "dispose",
+        }
+    }
+}
+
+/// Why a whole message was not deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error(transparent)]
+    Unreadable(#[from] EventError),
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+}
+
+impl MessageError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MessageError::Unreadable(_) => "unreadable",
+            MessageError::Object(e) => e.reason(),
+        }
+    }
+}
+
+/// Everything needed to handle messages; shared by all message tasks.
+pub struct Worker {
+    pub config: DaemonConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub pool: PipelinePool,
+    pub destinations: Vec<Destination>,
+    pub metrics: Arc<Metrics>,
+    pub max_bytes: u64,
+    /// One rendition per destination, in the same order.
+    renditions: Arc<Vec<Rendition>>,
+    /// `{pipeline}` of each destination's keys: the engine's fingerprint with its rendition.
+    pipeline_ids: Vec<String>,
+    engine_fingerprint: String,
+}
+
+impl Worker {
+    pub fn new(
+        config: DaemonConfig,
+        s3: aws_sdk_s3::Client,
+        pool: PipelinePool,
+        destinations: Vec<Destination>,
+        metrics: Arc<Metrics>,
+        max_bytes: u64,
+        engine_fingerprint: String,
+    ) -> Self {
+        let renditions = Arc::new(
+            destinations
+                .iter()
+                .map(|d| d.rendition().clone())
+                .collect::<Vec<_>>(),
+        );
+        let pipeline_ids = renditions
+            .iter()
+            .map(|r| {
+                let text = format!("{engine_fingerprint} {r:?}");
+                sha256_hex(text.as_bytes())[..12].to_string()
+            })
+            .collect();
+        Self {
+            config,
+            s3,
+            pool,
+            destinations,
+            metrics,
+            max_bytes,
+            renditions,
+            pipeline_ids,
+            engine_fingerprint,
+        }
+    }
+
+    /// Handles every object a message names. `Ok` means the message may be deleted.
+    pub async fn handle(&self, message: &Received) -> Result<(), MessageError> {
+        let objects = match events::parse(&message.body)? {
+            Notice::Ignore(why) => {
+                tracing::info!(reason = %why, "acknowledging a notification with nothing to do");
+                return Ok(());
+            }
+            Notice::Created(objects) => objects,
+        };
+        for o in &objects {
+            let span = tracing::info_span!("object", bucket = %o.bucket, key = %o.key, version = ?o.version_id);
+            self.handle_object(o).instrument(span).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle_object(&self, o: &ObjectRef) -> Result<(), ObjectError> {
+        self.metrics.in_flight.inc();
+        let result = self.process(o).await;
+        self.metrics.in_flight.dec();
+        let outcome = match &result {
+            Ok(outcome) => outcome,
+            Err(e) if e.reason() == "rejected_input" => "rejected",
+            Err(_) => "failed",
+        };
+        self.metrics.objects.with_label_values(&[outcome]).inc();
+        match &result {
+            Ok(outcome) => tracing::info!(outcome, "object done"),
+            Err(e) => {
+                tracing::warn!(error = %e, reason = e.reason(), "object failed; nothing published in this attempt")
+            }
+        }
+        result.map(|_| ())
+    }
+
+    /// The steps, in order. Returns the outcome label.
+    async fn process(&self, o: &ObjectRef) -> Result<&'static str, ObjectError> {
+        if !self
+            .config
+            .ingest
+            .sources
+            .iter()
+            .any(|s| s.allows(&o.bucket, &o.key))
+        {
+            return Err(ObjectError::NotAllowed {
+                bucket: o.bucket.clone(),
+                key: o.key.clone(),
+            });
+        }
+        let started = Instant::now();
+        let fetched = match source::fetch(&self.s3, o, self.max_bytes).await {
+            Ok(f) => f,
+            Err(SourceError::Gone { .. }) => {
+                tracing::info!("raw object no longer exists (already processed or removed)");
+                return Ok("source_gone");
+            }
+            Err(e) => return Err(ObjectError::Source(e)),
+        };
+        let download_s = started.elapsed().as_secs_f64();
+        self.metrics.observe("download", download_s);
+        self.metrics.bytes_in.inc_by(fetched.bytes.len() as u64);
+
+        let source_bytes = fetched.bytes.len();
+        let anonymised = self
+            .pool
+            .anonymise(Arc::new(fetched.bytes), self.renditions.clone())
+            .await
+            .map_err(|error| ObjectError::Pipeline {
+                bucket: o.bucket.clone(),
+                key: o.key.clone(),
+                error,
+            })?;
+        let report = &anonymised.report;
+        let t = &report.timings;
+        for (stage, ms) in [
+            ("decode", t.decode_ms),
+            ("detect", t.detect_ms),
+            ("redact", t.redact_ms),
+            ("verify", t.verify_ms),
+            ("encode", t.encode_ms),
+        ] {
+            self.metrics.observe(stage, ms / 1000.0);
+        }
+        for d in &report.detections {
+            self.metrics
+                .detections
+                .with_label_values(&[d.class.as_str()])
+                .inc();
+        }
+
+        let id = object_id(&o.bucket, &o.key, &fetched.revision);
+        let upload_started = Instant::now();
+        let copies = self.write_copies(o, &id, anonymised.outputs).await?;
+        let upload_s = upload_started.elapsed().as_secs_f64();
+        self.metrics.observe("upload", upload_s);
+
+        let record = AuditRecord {
+            veil_version: env!("CARGO_PKG_VERSION"),
+            written_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            source: AuditSource {
+                bucket: o.bucket.clone(),
+                key_sha256: sha256_hex(o.key.as_bytes()),
+                version_id: fetched.version_id.clone(),
+                revision: fetched.revision.clone(),
+                bytes: source_bytes,
+            },
+            pipeline: self.engine_fingerprint.clone(),
+            image: AuditRecord::image(report),
+            detections_by_class: AuditRecord::by_class(&report.detections),
+            detections: report.detections.clone(),
+            models: report.models.clone(),
+            destinations: copies,
+            timings: AuditTimings {
+                download_ms: download_s * 1000.0,
+                pipeline: report.timings.clone(),
+                upload_ms: upload_s * 1000.0,
+            },
+        };
+        let audit_key = format!(
+            "{}{}/{id}.json",
+            self.config.audit.prefix, self.engine_fingerprint
+        );
+        audit::write(&self.s3, &self.config.audit.bucket, &audit_key, &record)
+            .await
+            .map_err(ObjectError::Audit)?;
+        source::dispose(&self.s3, o, fetched.version_id.as_deref(), &self.config.raw)
+            .await
+            .map_err(ObjectError::Dispose)?;
+        Ok("anonymised")
+    }
+
+    /// PUTs every copy, all destinations concurrently; any failure fails the object (the copies
+    /// that landed stay, and the retry finds them present).
+    async fn write_copies(
+        &self,
+        o: &ObjectRef,
+        id: &str,
+        outputs: Vec<crate::pipeline::Output>,
+    ) -> Result<Vec<AuditCopy>, ObjectError> {
+        let puts = self
+            .destinations
+            .iter()
+            .zip(outputs)
+            .zip(&self.pipeline_ids)
+            .map(|((d, output), pipeline)| async move {
+                let ext = output.info.format.extension();
+                let key = d.template.render(&KeyValues {
+                    id,
+                    pipeline,
+                    ext,
+                    destination: d.name(),
+                    key: &o.key,
+                });
+                let size = output.bytes.len();
+                let result = d
+                    .put(
+                        &key,
+                        output.bytes,
+                        output.info.format,
+                        &[("veil-id", id), ("veil-pipeline", pipeline)],
+                    )
+                    .await;
+                (d, key, output.info, size, result)
+            });
+        let mut copies = Vec::new();
+        let mut errors = Vec::new();
+        for (d, key, info, size, result) in futures_util::future::join_all(puts).await {
+            match result {
+                Ok(put) => {
+                    self.metrics
+                        .puts
+                        .with_label_values(&[d.name(), put.as_str()])
+                        .inc();
+                    if put == Put::Created {
+                        self.metrics
+                            .bytes_out
+                            .with_label_values(&[d.name()])
+                            .inc_by(size as u64);
+                    }
+                    tracing::info!(destination = d.name(), dest_key = %key, result = put.as_str(), "copy written");
+                    copies.push(AuditCopy {
+                        destination: d.name().to_string(),
+                        account_id: d.config.account_id.clone(),
+                        bucket: d.config.bucket.clone(),
+                        key,
+                        sha256: info.sha256,
+                        bytes: info.bytes,
+                        format: info.format,
+                        width: info.width,
+                        height: info.height,
+                        result: put.as_str(),
+                    });
+                }
+                Err(e) => {
+                    self.metrics
+                        .destination_errors
+                        .with_label_values(&[d.name(), &e.code])
+                        .inc();
+                    tracing::warn!(destination = d.name(), code = %e.code, error = %e, "copy not written");
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(copies)
+        } else {
+            Err(ObjectError::Destinations(errors, self.destinations.len()))
+        }
+    }
+}
+
+/// The `{id}` of an object's copies: bucket, key and revision (version id or ETag), hashed.
+pub fn object_id(bucket: &str, key: &str, revision: &str) -> String {
+    sha256_hex(format!("{bucket}\0{key}\0{revision}").as_bytes())[..32].to_string()
+}
