@@ -39,32 +39,6 @@ fn exif_with_orientation_6_and_gps() -> Vec<u8> {
     t
 }
 
-fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
-    let mut s = vec![0xFF, marker];
-    s.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
-    s.extend_from_slice(payload);
-    s
-}
-
-/// The markers of a JPEG's header segments, up to the start of scan.
-fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
-    let mut markers = Vec::new();
-    let mut i = 2;
-    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
-        let m = bytes[i + 1];
-        markers.push(m);
-        if m == 0xDA {
-            break;
-        }
-        i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-    }
-    markers
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
     // The photo as a viewer shows it (512×400), stored rotated as a camera held sideways would.

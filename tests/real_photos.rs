@@ -8,9 +8,6 @@ use veil::detect::Class;
 use veil::geometry::BoxF;
 use veil::rendition::Rendition;
 
-/// A plate in fast-alpr's test image, checked by eye.
-const CAR_PLATE: [f32; 4] = [306.0, 189.0, 387.0, 210.0];
-
 fn best_iou(found: &[veil::detect::Detection], class: Class, b: &BoxF) -> f32 {
     found
         .iter()

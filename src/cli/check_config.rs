@@ -64,7 +64,8 @@ async fn connect(settings: &DaemonConfig) -> usize {
         .map(|s| ("raw bucket", &s.bucket))
         .chain(std::iter::once(("audit bucket", &settings.audit.bucket)));
     for (what, bucket) in buckets {
-        let r = s3.head_bucket().bucket(bucket).send().await;
+        // ListBucket, which the ingest role needs anyway (so a vanished object reads as 404).
+        let r = s3.list_objects_v2().bucket(bucket).max_keys(1).send().await;
         results.push((
             format!("{what} {bucket}"),
             r.map(|_| ()).map_err(|e| aws::describe(&e)),

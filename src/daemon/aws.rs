@@ -69,7 +69,35 @@ pub fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
 
-/// An error with its chain of causes on one line (the SDK's `Display` shows only the outer one).
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+/// One line about an SDK error: the service's code and message when it answered, else the
+/// chain of causes (the SDK's `Display` shows only "service error" or "dispatch failure").
+pub fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: &SdkError<E, HttpResponse>,
+) -> String {
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            format!(
+                "{} (HTTP {}){}",
+                err.code().unwrap_or("error"),
+                s.raw().status().as_u16(),
+                err.message().map(|m| format!(": {m}")).unwrap_or_default()
+            )
+        }
+        other => chain(other),
+    }
+}
+
+/// An error and its causes, each once, joined with ": ".
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }

@@ -255,7 +255,7 @@ impl Destination {
             .provide_credentials()
             .await
             .map(|_| ())
-            .map_err(|e| self.error("", "AssumeRole".into(), aws::describe(&e)))
+            .map_err(|e| self.error("", "AssumeRole".into(), aws::chain(&e)))
     }
 
     fn error(&self, key: &str, code: String, message: String) -> DestinationError {

@@ -80,7 +80,9 @@ pub async fn fetch(
         .await;
     let response = match response {
         Ok(r) => r,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+        // NoSuchKey, or NoSuchVersion for a version already deleted (not NoSuchBucket: that
+        // is a configuration problem, not a finished object).
+        Err(e) if aws::status(&e) == Some(404) && aws::error_code(&e) != "NoSuchBucket" => {
             return Err(SourceError::Gone {
                 bucket: o.bucket.clone(),
                 key: o.key.clone(),
@@ -104,7 +106,7 @@ pub async fn fetch(
         bucket: o.bucket.clone(),
         key: o.key.clone(),
         code: "Body".into(),
-        message: aws::describe(&e),
+        message: aws::chain(&e),
     })? {
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > max_bytes {

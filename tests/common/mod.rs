@@ -2,12 +2,17 @@
 //! models, the real test photos, and pixel measurements.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod cloud;
+
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use veil::config::Config;
 use veil::geometry::BoxF;
 use veil::pipeline::Pipeline;
+
+/// The licence plate in fast_alpr_car.png, [x1, y1, x2, y2] (checked by eye).
+pub const CAR_PLATE: [f32; 4] = [306.0, 189.0, 387.0, 210.0];
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -120,4 +125,31 @@ pub fn rgb(bytes: &[u8]) -> RgbImage {
     image::load_from_memory(bytes)
         .expect("output decodes")
         .to_rgb8()
+}
+
+/// A JPEG header segment (marker and payload).
+pub fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+    let mut s = vec![0xFF, marker];
+    s.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+    s.extend_from_slice(payload);
+    s
+}
+
+/// The markers of a JPEG's header segments, up to the start of scan.
+pub fn jpeg_markers(bytes: &[u8]) -> Vec<u8> {
+    let mut markers = Vec::new();
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+        let m = bytes[i + 1];
+        markers.push(m);
+        if m == 0xDA {
+            break;
+        }
+        i += 2 + u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+    }
+    markers
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -1,0 +1,380 @@
+//! Real emulators and a real daemon for the end-to-end tests: a moto server on a free port of
+//! 127.0.0.1, seeded with the four-account layout by scripts/seed_moto.py, and the `veil`
+//! binary running `config/local.toml` against it. Both are stopped by PID when dropped; every
+//! wait is bounded.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use serde_json::Value;
+
+use super::root;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn wait_for<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn venv_bin(venv: &str, bin: &str) -> PathBuf {
+    let path = root().join(".cache").join(venv).join("bin").join(bin);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/emulators.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub struct Moto {
+    _process: Process,
+    pub endpoint: String,
+    /// What scripts/seed_moto.py created: credentials, queue URLs, buckets, roles.
+    pub seed: Value,
+}
+
+impl Moto {
+    /// Starts moto and seeds it; IAM enforcement is on when this returns.
+    pub fn start() -> Self {
+        let port = free_port();
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log"))).unwrap();
+        let child = Command::new(venv_bin("moto-venv", "moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("moto starts");
+        let process = Process(child);
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = Command::new(venv_bin("moto-venv", "python"))
+            .arg(root().join("scripts/seed_moto.py"))
+            .arg(&endpoint)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "seeding failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            _process: process,
+            endpoint,
+            seed: serde_json::from_slice(&out.stdout).unwrap(),
+        }
+    }
+
+    /// Switches IAM enforcement off (`false`) or on, server-wide.
+    pub fn enforce(&self, on: bool) {
+        let status = Command::new("curl")
+            .args(["-sf", "-XPOST", "-H", "Content-Type: text/plain", "--data"])
+            .arg(if on { "0" } else { "inf" })
+            .arg(format!("{}/moto-api/reset-auth", self.endpoint))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn credentials(&self, who: &Value) -> Credentials {
+        Credentials::new(
+            who["access_key_id"].as_str().unwrap(),
+            who["secret_access_key"].as_str().unwrap(),
+            None,
+            None,
+            "test",
+        )
+    }
+
+    /// Credentials of the ingest account's admin, of a destination account's admin
+    /// ("training", …) or of the user veil runs as ("veil").
+    pub fn who(&self, name: &str) -> Credentials {
+        let who = match name {
+            "ingest" => &self.seed["ingest_admin"],
+            "veil" => &self.seed["veil"],
+            d => &self.seed["destinations"][d]["admin"],
+        };
+        self.credentials(who)
+    }
+
+    fn sdk(&self, credentials: Credentials) -> aws_config::SdkConfig {
+        let http = aws_smithy_http_client::Builder::new().build_http();
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .http_client(http)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
+            .build()
+    }
+
+    pub fn s3(&self, credentials: Credentials) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk(credentials))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub fn sqs(&self, credentials: Credentials) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk(credentials))
+    }
+
+    pub fn sts(&self, credentials: Credentials) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.sdk(credentials))
+    }
+
+    pub fn str(&self, pointer: &str) -> String {
+        self.seed
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("seed has no {pointer}"))
+            .to_string()
+    }
+
+    /// Runs the seed's Python with boto3 against this server (for IAM changes, which veil's
+    /// dependencies have no client for). `script` gets `endpoint` and `seed` as globals.
+    pub fn python(&self, script: &str) {
+        let prelude = format!(
+            "import json, boto3\nendpoint = {:?}\nseed = json.loads({:?})\n",
+            self.endpoint,
+            self.seed.to_string()
+        );
+        let out = Command::new(venv_bin("moto-venv", "python"))
+            .arg("-c")
+            .arg(prelude + script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The `veil run` process.
+pub struct Daemon {
+    process: Option<Process>,
+    pub metrics_url: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `veil run --config config/local.toml` against `moto`, as the ingest account's
+    /// `veil` user, with `overrides` (`("WORKER__RETRY_DELAY_S", "5")`) on top.
+    pub fn start(moto: &Moto, overrides: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("veil-daemon-{port}.log"));
+        let veil = moto.who("veil");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_veil"));
+        command
+            .current_dir(root())
+            .args([
+                "--config",
+                "config/local.toml",
+                "--log-format",
+                "json",
+                "run",
+            ])
+            .env("VEIL_LOG", "info")
+            .env("AWS_ACCESS_KEY_ID", veil.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", veil.secret_access_key())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("VEIL__INGEST__ENDPOINT_URL", &moto.endpoint)
+            .env("VEIL__INGEST__QUEUE_URL", moto.str("/queue_url"))
+            .env("VEIL__METRICS__LISTEN", format!("127.0.0.1:{port}"))
+            .env("VEIL__WORKER__PIPELINES", "1")
+            .env("VEIL__WORKER__IN_FLIGHT", "2")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(lib) = std::env::var_os("ORT_DYLIB_PATH") {
+            command.env("VEIL__RUNTIME__LIBRARY", lib);
+        }
+        for (k, v) in overrides {
+            command.env(format!("VEIL__{k}"), v);
+        }
+        let process = Process(command.spawn().expect("veil starts"));
+        Self {
+            process: Some(process),
+            metrics_url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().unwrap().0.id()
+    }
+
+    /// Waits until `/readyz` answers 200 (models loaded, queue reachable).
+    pub async fn ready(&self) {
+        let url = format!("{}/readyz", self.metrics_url);
+        wait_for("the daemon to be ready", Duration::from_secs(90), || {
+            let url = url.clone();
+            async move { http_get(&url).filter(|(code, _)| *code == 200) }
+        })
+        .await;
+    }
+
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as exposed), 0 if absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = http_get(&format!("{}/metrics", self.metrics_url)).unwrap_or_default();
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        let mut process = self.process.take().unwrap();
+        let pid = process.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = process.0.try_wait().unwrap() {
+                std::mem::forget(process);
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "veil did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A GET with curl: (status, body), or None if nothing answered.
+fn http_get(url: &str) -> Option<(u16, String)> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", "-w", "\n%{http_code}", url])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n')?;
+    Some((code.parse().ok().filter(|&c| c != 0)?, body.to_string()))
+}
+
+/// Every key in `bucket` (under `prefix`).
+pub async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let out = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "list {bucket}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        });
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "get {bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        });
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "put {bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        });
+}
+
+/// Visible plus in-flight messages of a queue.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes().unwrap();
+    [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .map(|a| {
+        attrs
+            .get(a)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    })
+    .sum()
+}

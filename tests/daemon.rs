@@ -1,0 +1,585 @@
+//! The daemon end to end against moto with IAM enforcement: four accounts, a writer role per
+//! destination account allowed only PutObject on its own bucket, real photos, real models.
+//! Each test starts its own moto server and `veil run` process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cloud::{Daemon, Moto, get, keys, put, queue_depth, wait_for};
+use common::*;
+use image::RgbImage;
+use veil::geometry::BoxF;
+
+const DESTINATIONS: [&str; 3] = ["training", "inference", "analytics"];
+const LIMIT: Duration = Duration::from_secs(180);
+
+/// A street scene: the six faces of t1.jpg beside the car of fast_alpr_car.png, as a JPEG with
+/// an XMP block and a comment that must not survive. Returns the bytes and the known boxes.
+fn street_scene() -> (Vec<u8>, Vec<BoxF>) {
+    let people = rgb(&photo("t1.jpg"));
+    let car = rgb(&photo("fast_alpr_car.png"));
+    let mut scene = RgbImage::from_pixel(
+        people.width() + car.width(),
+        people.height().max(car.height()),
+        image::Rgb([90, 90, 90]),
+    );
+    image::imageops::replace(&mut scene, &people, 0, 0);
+    image::imageops::replace(&mut scene, &car, people.width() as i64, 0);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(&scene)
+        .unwrap();
+    let mut bytes = jpeg[..2].to_vec();
+    bytes.extend(segment(
+        0xE1,
+        b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>GPSLatitude 48.8566 serial CAM-SECRET-7</x:xmpmeta>",
+    ));
+    bytes.extend(segment(0xFE, b"owner: CAM-SECRET-7"));
+    bytes.extend_from_slice(&jpeg[2..]);
+
+    let faces = known_faces()
+        .into_iter()
+        .find(|(f, _)| f == "t1.jpg")
+        .unwrap()
+        .1;
+    let mut boxes: Vec<BoxF> = faces.into_iter().map(BoxF::from).collect();
+    let [x1, y1, x2, y2] = CAR_PLATE;
+    let dx = people.width() as f32;
+    boxes.push(BoxF::from([x1 + dx, y1, x2 + dx, y2]));
+    (bytes, boxes)
+}
+
+/// A sample name as `/metrics` shows it; labels are listed in alphabetical order.
+fn sample(name: &str, labels: &str) -> String {
+    format!("veil_{name}{{{labels}}}")
+}
+
+async fn wait_metric(daemon: &Daemon, sample: &str, at_least: f64) {
+    wait_for(&format!("{sample} >= {at_least}"), LIMIT, || async {
+        (daemon.metric(sample) >= at_least).then_some(())
+    })
+    .await;
+}
+
+/// The copies in each destination bucket, read with that account's admin.
+async fn copies(moto: &Moto) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+    let mut all = Vec::new();
+    for d in DESTINATIONS {
+        let s3 = moto.s3(moto.who(d));
+        let bucket = format!("veil-{d}");
+        let mut objects = Vec::new();
+        for k in keys(&s3, &bucket, "").await {
+            let bytes = get(&s3, &bucket, &k).await;
+            objects.push((k, bytes));
+        }
+        all.push((d.to_string(), objects));
+    }
+    all
+}
+
+async fn raw_versions(moto: &Moto) -> usize {
+    let s3 = moto.s3(moto.who("ingest"));
+    let out = s3
+        .list_object_versions()
+        .bucket("veil-raw")
+        .send()
+        .await
+        .unwrap();
+    out.versions().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_street_photo_reaches_every_account_anonymised_and_the_raw_object_is_deleted() {
+    let moto = Moto::start();
+    let daemon = Daemon::start(&moto, &[]);
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    let (scene, known) = street_scene();
+    let key = "cam 7/2026-11-28/Zoë & co+1.jpg";
+    put(&ingest, "veil-raw", key, scene.clone()).await;
+
+    wait_metric(
+        &daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        1.0,
+    )
+    .await;
+    // The test event from configuring the notification, and the object's.
+    wait_metric(&daemon, "veil_messages_deleted_total", 2.0).await;
+
+    let source = rgb(&scene);
+    let mut recheck = pipeline_with(&config());
+    let all = copies(&moto).await;
+    let mut hashes = Vec::new();
+    for (d, objects) in &all {
+        assert_eq!(
+            objects.len(),
+            1,
+            "{d} holds {:?}",
+            objects.iter().map(|o| &o.0).collect::<Vec<_>>()
+        );
+        let (k, bytes) = &objects[0];
+        assert!(k.starts_with("anonymised/"), "{d}: {k}");
+        assert!(!k.contains("Zo"), "{d}: the source key leaked into {k}");
+        hashes.push(veil::manifest::sha256_hex(bytes));
+        let copy = rgb(bytes);
+        let expected = match d.as_str() {
+            "training" => (source.width(), source.height()),
+            "inference" => (1280, 631),
+            _ => (640, 315),
+        };
+        assert_eq!(copy.dimensions(), expected, "{d}");
+        let scale = copy.width() as f32 / source.width() as f32;
+        let reference = image::imageops::resize(
+            &source,
+            copy.width(),
+            copy.height(),
+            image::imageops::FilterType::Triangle,
+        );
+        for b in &known {
+            let scaled = BoxF::from([b.x1 * scale, b.y1 * scale, b.x2 * scale, b.y2 * scale]);
+            assert_redacted(&reference, &copy, &scaled, d);
+        }
+        // No detector finds anything where a face or the plate was.
+        let again = recheck.detect(&copy).unwrap();
+        let leftovers: Vec<_> = again
+            .iter()
+            .filter(|f| {
+                known.iter().any(|b| {
+                    let s = BoxF::from([b.x1 * scale, b.y1 * scale, b.x2 * scale, b.y2 * scale]);
+                    f.bbox.iou(&s) > 0.1
+                })
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{d}: still found {leftovers:?}");
+        assert!(!contains(bytes, b"CAM-SECRET-7"), "{d}: metadata survived");
+        assert!(!contains(bytes, b"GPSLatitude"), "{d}: metadata survived");
+        if d != "analytics" {
+            let markers = jpeg_markers(bytes);
+            assert!(
+                !markers
+                    .iter()
+                    .any(|m| (0xE1..=0xEF).contains(m) || *m == 0xFE),
+                "{d}: metadata segments {markers:x?}"
+            );
+        }
+    }
+
+    // The audit record: what was found and where each copy went, no pixels, no key.
+    let audit_keys = keys(&ingest, "veil-audit", "veil-audit/").await;
+    assert_eq!(audit_keys.len(), 1, "{audit_keys:?}");
+    let audit_bytes = get(&ingest, "veil-audit", &audit_keys[0]).await;
+    assert!(
+        !contains(&audit_bytes, "Zoë".as_bytes()),
+        "the source key is in the audit record"
+    );
+    let audit: serde_json::Value = serde_json::from_slice(&audit_bytes).unwrap();
+    assert_eq!(audit["source"]["bucket"], "veil-raw");
+    assert_eq!(
+        audit["source"]["key_sha256"],
+        veil::manifest::sha256_hex(key.as_bytes())
+    );
+    assert!(
+        audit["detections_by_class"]["face"].as_u64().unwrap() >= 6,
+        "{audit}"
+    );
+    assert!(
+        audit["detections_by_class"]["plate"].as_u64().unwrap() >= 1,
+        "{audit}"
+    );
+    let audited: Vec<&str> = audit["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(audited, hashes);
+    assert_eq!(audit["models"].as_array().unwrap().len(), 2);
+
+    // The raw object (its only version) is gone, the queue is empty, the metrics moved.
+    assert_eq!(raw_versions(&moto).await, 0);
+    let sqs = moto.sqs(moto.who("ingest"));
+    assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
+    for d in DESTINATIONS {
+        let created = sample(
+            "puts_total",
+            &format!("destination=\"{d}\",result=\"created\""),
+        );
+        assert_eq!(daemon.metric(&created), 1.0, "{created}");
+        assert!(
+            daemon.metric(&sample(
+                "credential_refreshes_total",
+                &format!("destination=\"{d}\"")
+            )) >= 1.0
+        );
+    }
+    assert!(daemon.metric(&sample("detections_total", "class=\"face\"")) >= 6.0);
+    assert!(daemon.metric(&sample("stage_seconds_count", "stage=\"upload\"")) >= 1.0);
+    assert!(daemon.metric("veil_bytes_in_total") >= scene.len() as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_roles_can_only_put_into_their_own_bucket_and_never_read_raw_objects() {
+    let moto = Moto::start();
+    let ingest = moto.s3(moto.who("ingest"));
+    put(&ingest, "veil-raw", "secret.jpg", photo("t1.jpg")).await;
+    let sts = moto.sts(moto.who("veil"));
+    let role = sts
+        .assume_role()
+        .role_arn(moto.str("/destinations/training/role_arn"))
+        .role_session_name("t")
+        .external_id(moto.str("/external_id"))
+        .send()
+        .await
+        .unwrap();
+    let c = role.credentials().unwrap();
+    let writer = moto.s3(aws_sdk_s3::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "role",
+    ));
+    let denied = |r: Result<(), String>, what: &str| {
+        let e = r.expect_err(what);
+        assert!(
+            e.contains("AccessDenied") || e.contains("403"),
+            "{what}: {e}"
+        );
+    };
+    let get_raw = writer
+        .get_object()
+        .bucket("veil-raw")
+        .key("secret.jpg")
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    denied(get_raw, "the writer role read a raw object");
+    let put_other = writer
+        .put_object()
+        .bucket("veil-inference")
+        .key("anonymised/x.jpg")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    denied(
+        put_other,
+        "the training writer wrote into another account's bucket",
+    );
+    writer
+        .put_object()
+        .bucket("veil-training")
+        .key("anonymised/allowed.jpg")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect("the writer may put under anonymised/ in its own bucket");
+    // And the ingest identity cannot write downstream by itself.
+    let veil = moto.s3(moto.who("veil"));
+    let direct = veil
+        .put_object()
+        .bucket("veil-training")
+        .key("anonymised/y.jpg")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    denied(direct, "the ingest identity wrote downstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_destination_keeps_the_message_and_the_retry_does_not_duplicate_copies() {
+    let moto = Moto::start();
+    // Break the analytics writer: its role may only write under another prefix.
+    let set_policy = |prefix: &str| {
+        moto.enforce(false);
+        moto.python(&format!(
+            "iam = boto3.client('iam', endpoint_url=endpoint, region_name='us-east-1', \
+             aws_access_key_id='x', aws_secret_access_key='x')\n\
+             iam.meta.events.register('before-sign.*.*', lambda request, **_: request.headers.__setitem__('x-moto-account-id', '444444444444'))\n\
+             iam.put_role_policy(RoleName='veil-writer', PolicyName='put-anonymised-only', PolicyDocument=json.dumps(\
+             {{'Version': '2012-10-17', 'Statement': [{{'Effect': 'Allow', 'Action': 's3:PutObject', \
+             'Resource': 'arn:aws:s3:::veil-analytics/{prefix}*'}}]}}))\n"
+        ));
+        moto.enforce(true);
+    };
+    set_policy("elsewhere/");
+    let daemon = Daemon::start(&moto, &[("WORKER__RETRY_DELAY_S", "4")]);
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    put(&ingest, "veil-raw", "cam/denied.jpg", photo("t1.jpg")).await;
+
+    let denied = sample(
+        "destination_errors_total",
+        "code=\"AccessDenied\",destination=\"analytics\"",
+    );
+    wait_metric(&daemon, &denied, 1.0).await;
+    set_policy("anonymised/");
+
+    let before = copies(&moto).await;
+    assert_eq!(
+        before[0].1.len(),
+        1,
+        "training copy written in the first attempt"
+    );
+    assert_eq!(
+        before[1].1.len(),
+        1,
+        "inference copy written in the first attempt"
+    );
+    assert_eq!(before[2].1.len(), 0, "analytics was denied");
+    assert_eq!(
+        raw_versions(&moto).await,
+        1,
+        "the raw object is kept while a copy is missing"
+    );
+    assert_eq!(
+        daemon.metric(&sample("messages_failed_total", "reason=\"destination\"")),
+        1.0
+    );
+
+    wait_metric(
+        &daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        1.0,
+    )
+    .await;
+    wait_metric(&daemon, "veil_messages_deleted_total", 2.0).await;
+    let after = copies(&moto).await;
+    for ((d, b), (_, a)) in before.iter().zip(&after).take(2) {
+        assert_eq!(a.len(), 1, "{d} has a duplicate");
+        assert_eq!(a[0], b[0], "{d}'s copy was rewritten");
+        let present = sample(
+            "puts_total",
+            &format!("destination=\"{d}\",result=\"already_present\""),
+        );
+        assert_eq!(daemon.metric(&present), 1.0, "{present}");
+    }
+    assert_eq!(after[2].1.len(), 1, "analytics got its copy on retry");
+    assert_eq!(raw_versions(&moto).await, 0);
+    let sqs = moto.sqs(moto.who("ingest"));
+    assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
+    assert_eq!(queue_depth(&sqs, &moto.str("/dlq_url")).await, 0);
+}
+
+/// An S3 notification body for one object, as S3 would send it (URL-encoded key).
+fn s3_notification(key_encoded: &str) -> String {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-28T10:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "veil-raw"},
+            "object": {"key": key_encoded, "size": 1000}}}]})
+    .to_string()
+}
+
+async fn send(moto: &Moto, bodies: &[String]) {
+    let sqs = moto.sqs(moto.who("ingest"));
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(moto.str("/queue_url"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
+    let moto = Moto::start();
+    let daemon = Daemon::start(&moto, &[("WORKER__IN_FLIGHT", "4")]);
+    let ingest = moto.s3(moto.who("ingest"));
+    put(
+        &ingest,
+        "veil-raw",
+        "dup/car.png",
+        photo("fast_alpr_car.png"),
+    )
+    .await;
+    // The notification S3 sent, plus two more for the same object, all waiting at once.
+    send(
+        &moto,
+        &[
+            s3_notification("dup%2Fcar.png"),
+            s3_notification("dup/car.png"),
+        ],
+    )
+    .await;
+    daemon.ready().await;
+
+    wait_metric(&daemon, "veil_messages_deleted_total", 4.0).await;
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 1, "{d}");
+        let created = sample(
+            "puts_total",
+            &format!("destination=\"{d}\",result=\"created\""),
+        );
+        assert_eq!(daemon.metric(&created), 1.0, "{created}");
+    }
+    assert_eq!(
+        daemon.metric(&sample("objects_total", "outcome=\"failed\"")),
+        0.0
+    );
+    let sqs = moto.sqs(moto.who("ingest"));
+    assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stopping_others() {
+    let moto = Moto::start();
+    let daemon = Daemon::start(&moto, &[]);
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    let jpeg = photo("t1.jpg");
+    put(
+        &ingest,
+        "veil-raw",
+        "bad/truncated.jpg",
+        jpeg[..jpeg.len() / 2].to_vec(),
+    )
+    .await;
+    put(
+        &ingest,
+        "veil-raw",
+        "bad/notes.txt",
+        b"not an image at all".to_vec(),
+    )
+    .await;
+    put(
+        &ingest,
+        "veil-raw",
+        "good/astronaut.png",
+        photo("astronaut.png"),
+    )
+    .await;
+
+    let sqs = moto.sqs(moto.who("ingest"));
+    let dlq = moto.str("/dlq_url");
+    wait_for("both bad objects in the DLQ", LIMIT, || {
+        let sqs = sqs.clone();
+        let dlq = dlq.clone();
+        async move { (queue_depth(&sqs, &dlq).await == 2).then_some(()) }
+    })
+    .await;
+    wait_metric(
+        &daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        1.0,
+    )
+    .await;
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 1, "{d}: only the good photo is published");
+    }
+    let rejected = daemon.metric(&sample(
+        "messages_failed_total",
+        "reason=\"rejected_input\"",
+    ));
+    assert!(
+        rejected >= 2.0 * 2.0,
+        "each bad object was retried: {rejected}"
+    );
+    // The bad raw objects are kept for inspection; the good one is gone.
+    let left = keys(&ingest, "veil-raw", "").await;
+    assert_eq!(left, ["bad/notes.txt", "bad/truncated.jpg"]);
+    assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_work_loses_no_message_and_writes_nothing_partial() {
+    let moto = Moto::start();
+    // No grace: whatever is in flight at SIGTERM is abandoned and released.
+    let mut daemon = Daemon::start(&moto, &[("WORKER__SHUTDOWN_GRACE_S", "0")]);
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    let names = ["t1.jpg", "fast_alpr_car.png", "astronaut.png", "camera.png"];
+    for n in names {
+        put(&ingest, "veil-raw", &format!("batch/{n}"), photo(n)).await;
+    }
+    wait_metric(&daemon, "veil_in_flight", 1.0).await;
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "veil exited with {status}");
+    let log = daemon.log_text();
+    assert!(
+        log.contains("made visible again"),
+        "nothing was released:\n{log}"
+    );
+
+    // Whatever landed is whole; a fresh daemon finishes the rest, once each.
+    for (d, objects) in copies(&moto).await {
+        for (k, bytes) in objects {
+            veil::codec::decode(&bytes, &Default::default())
+                .unwrap_or_else(|e| panic!("{d}/{k} is not a whole image: {e}"));
+        }
+    }
+    let second = Daemon::start(&moto, &[]);
+    second.ready().await;
+    wait_for("every raw object processed", LIMIT, || async {
+        (raw_versions(&moto).await == 0).then_some(())
+    })
+    .await;
+    let sqs = moto.sqs(moto.who("ingest"));
+    wait_for("the queue to drain", LIMIT, || {
+        let sqs = sqs.clone();
+        let url = moto.str("/queue_url");
+        async move { (queue_depth(&sqs, &url).await == 0).then_some(()) }
+    })
+    .await;
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), names.len(), "{d}");
+    }
+    assert_eq!(queue_depth(&sqs, &moto.str("/dlq_url")).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sns_eventbridge_and_test_events_and_unusual_keys_are_understood() {
+    let moto = Moto::start();
+    let ingest = moto.s3(moto.who("ingest"));
+    // Notifications are sent by hand here, in the other two shapes S3 events arrive in.
+    moto.enforce(false);
+    ingest
+        .put_bucket_notification_configuration()
+        .bucket("veil-raw")
+        .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
+        .send()
+        .await
+        .unwrap();
+    moto.enforce(true);
+    let sns_key = "cam 2/ünïcode photo+1.png";
+    let bridge_key = "street/frame 001 é.jpg";
+    put(&ingest, "veil-raw", sns_key, photo("astronaut.png")).await;
+    put(&ingest, "veil-raw", bridge_key, photo("t1.jpg")).await;
+    let sns = serde_json::json!({
+        "Type": "Notification", "MessageId": "m1",
+        "TopicArn": "arn:aws:sns:us-east-1:111111111111:raw", "Subject": "Amazon S3 Notification",
+        "Message": s3_notification("cam+2/%C3%BCn%C3%AFcode+photo%2B1.png"),
+        "Timestamp": "2026-11-28T10:00:00.000Z", "SignatureVersion": "1"})
+    .to_string();
+    let bridge = serde_json::json!({
+        "version": "0", "id": "e1", "detail-type": "Object Created", "source": "aws.s3",
+        "account": "111111111111", "time": "2026-11-28T10:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:s3:::veil-raw"],
+        "detail": {"version": "0", "bucket": {"name": "veil-raw"},
+            "object": {"key": "street/frame%20001%20%C3%A9.jpg", "size": 1000, "etag": "x"},
+            "reason": "PutObject"}})
+    .to_string();
+    let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-28T10:00:00.000Z","Bucket":"veil-raw","RequestId":"r","HostId":"h"}"#;
+    send(&moto, &[sns, bridge, test.to_string()]).await;
+
+    let daemon = Daemon::start(&moto, &[]);
+    daemon.ready().await;
+    // The seed's test event, then the SNS, EventBridge and test messages.
+    wait_metric(&daemon, "veil_messages_deleted_total", 4.0).await;
+    assert_eq!(
+        daemon.metric(&sample("objects_total", "outcome=\"anonymised\"")),
+        2.0
+    );
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 2, "{d}");
+    }
+    assert!(keys(&ingest, "veil-raw", "").await.is_empty());
+}
