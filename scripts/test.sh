@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Run every test of veil on a fresh machine: install the runtime and models, fetch the real test
-# photos, then run the Rust test suite (unit and integration tests, with real models).
+# Run every test of veil on a fresh machine: install the runtime and models, the AWS emulators
+# (moto, LocalStack), fetch the real test photos, then run the Rust test suite (unit and
+# integration tests, with real models; the daemon tests start their own emulators).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+scripts/emulators.sh
 .venv/bin/python scripts/fetch_test_images.py
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so"
 cargo test --all-targets "$@"

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cloud::{Daemon, Moto, get, keys, put, queue_depth, wait_for};
+use common::cloud::{Daemon, Emulator, get, keys, put, queue_depth, wait_for};
 use common::*;
 use image::RgbImage;
 use veil::geometry::BoxF;
@@ -63,7 +63,7 @@ async fn wait_metric(daemon: &Daemon, sample: &str, at_least: f64) {
 }
 
 /// The copies in each destination bucket, read with that account's admin.
-async fn copies(moto: &Moto) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+async fn copies(moto: &Emulator) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
     let mut all = Vec::new();
     for d in DESTINATIONS {
         let s3 = moto.s3(moto.who(d));
@@ -78,7 +78,7 @@ async fn copies(moto: &Moto) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
     all
 }
 
-async fn raw_versions(moto: &Moto) -> usize {
+async fn raw_versions(moto: &Emulator) -> usize {
     let s3 = moto.s3(moto.who("ingest"));
     let out = s3
         .list_object_versions()
@@ -91,7 +91,7 @@ async fn raw_versions(moto: &Moto) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_street_photo_reaches_every_account_anonymised_and_the_raw_object_is_deleted() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     let daemon = Daemon::start(&moto, &[]);
     daemon.ready().await;
     let ingest = moto.s3(moto.who("ingest"));
@@ -221,7 +221,7 @@ async fn a_street_photo_reaches_every_account_anonymised_and_the_raw_object_is_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_roles_can_only_put_into_their_own_bucket_and_never_read_raw_objects() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     let ingest = moto.s3(moto.who("ingest"));
     put(&ingest, "veil-raw", "secret.jpg", photo("t1.jpg")).await;
     let sts = moto.sts(moto.who("veil"));
@@ -294,7 +294,7 @@ async fn writer_roles_can_only_put_into_their_own_bucket_and_never_read_raw_obje
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_destination_keeps_the_message_and_the_retry_does_not_duplicate_copies() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     // Break the analytics writer: its role may only write under another prefix.
     let set_policy = |prefix: &str| {
         moto.enforce(false);
@@ -377,7 +377,7 @@ fn s3_notification(key_encoded: &str) -> String {
     .to_string()
 }
 
-async fn send(moto: &Moto, bodies: &[String]) {
+async fn send(moto: &Emulator, bodies: &[String]) {
     let sqs = moto.sqs(moto.who("ingest"));
     for body in bodies {
         sqs.send_message()
@@ -391,7 +391,7 @@ async fn send(moto: &Moto, bodies: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     let daemon = Daemon::start(&moto, &[("WORKER__IN_FLIGHT", "4")]);
     let ingest = moto.s3(moto.who("ingest"));
     put(
@@ -431,7 +431,7 @@ async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stopping_others() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     let daemon = Daemon::start(&moto, &[]);
     daemon.ready().await;
     let ingest = moto.s3(moto.who("ingest"));
@@ -491,7 +491,7 @@ async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_work_loses_no_message_and_writes_nothing_partial() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     // No grace: whatever is in flight at SIGTERM is abandoned and released.
     let mut daemon = Daemon::start(&moto, &[("WORKER__SHUTDOWN_GRACE_S", "0")]);
     daemon.ready().await;
@@ -537,7 +537,7 @@ async fn sigterm_mid_work_loses_no_message_and_writes_nothing_partial() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sns_eventbridge_and_test_events_and_unusual_keys_are_understood() {
-    let moto = Moto::start();
+    let moto = Emulator::moto();
     let ingest = moto.s3(moto.who("ingest"));
     // Notifications are sent by hand here, in the other two shapes S3 events arrive in.
     moto.enforce(false);

@@ -1,7 +1,7 @@
-//! Real emulators and a real daemon for the end-to-end tests: a moto server on a free port of
-//! 127.0.0.1, seeded with the four-account layout by scripts/seed_moto.py, and the `veil`
-//! binary running `config/local.toml` against it. Both are stopped by PID when dropped; every
-//! wait is bounded.
+//! Real emulators and a real daemon for the end-to-end tests: a moto server (IAM enforced) or
+//! LocalStack (AWS-faithful event bodies) on a free port of 127.0.0.1, seeded with the
+//! four-account layout by scripts/seed_emulator.py, and the `veil` binary running
+//! `config/local.toml` against it. All are stopped by PID when dropped; every wait is bounded.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -60,38 +60,72 @@ fn venv_bin(venv: &str, bin: &str) -> PathBuf {
     path
 }
 
-pub struct Moto {
+pub struct Emulator {
     _process: Process,
+    _data: Option<tempfile::TempDir>,
     pub endpoint: String,
-    /// What scripts/seed_moto.py created: credentials, queue URLs, buckets, roles.
+    /// What scripts/seed_emulator.py created: credentials, queue URLs, buckets, roles.
     pub seed: Value,
 }
 
-impl Moto {
+impl Emulator {
     /// Starts moto and seeds it; IAM enforcement is on when this returns.
-    pub fn start() -> Self {
+    pub fn moto() -> Self {
         let port = free_port();
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("moto-{port}.log"))).unwrap();
-        let child = Command::new(venv_bin("moto-venv", "moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut command = Command::new(venv_bin("moto-venv", "moto_server"));
+        command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        Self::start(command, port, None, &[])
+    }
+
+    /// Starts LocalStack (S3, SQS, STS, IAM) and seeds it. No IAM enforcement.
+    pub fn localstack() -> Self {
+        let port = free_port();
+        let data = tempfile::tempdir().unwrap();
+        let mut command = Command::new(venv_bin("localstack-venv", "python"));
+        command
+            .args(["-m", "localstack.runtime.main"])
+            .env("GATEWAY_SERVER", "hypercorn")
+            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LOCALSTACK_HOST", format!("127.0.0.1:{port}"))
+            .env("SERVICES", "s3,sqs,sts,iam")
+            .env("DNS_ADDRESS", "0")
+            .env("DISABLE_EVENTS", "1")
+            .env("SQS_ENDPOINT_STRATEGY", "path")
+            .env("LOCALSTACK_VOLUME_DIR", data.path());
+        Self::start(command, port, Some(data), &["--localstack"])
+    }
+
+    fn start(
+        mut command: Command,
+        port: u16,
+        data: Option<tempfile::TempDir>,
+        seed_args: &[&str],
+    ) -> Self {
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("emulator-{port}.log")))
+            .unwrap();
+        let child = command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("moto starts");
+            .expect("the emulator starts");
         let process = Process(child);
         let endpoint = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // moto answers /moto-api/, LocalStack its health page; both 200 once ready.
+        let ready = |path: &str| {
+            http_get(&format!("{endpoint}{path}")).is_some_and(|(code, _)| code == 200)
+        };
+        while !ready("/moto-api/") && !ready("/_localstack/health") {
             assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "moto did not start"
+                start.elapsed() < Duration::from_secs(90),
+                "the emulator did not start"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(200));
         }
         let out = Command::new(venv_bin("moto-venv", "python"))
-            .arg(root().join("scripts/seed_moto.py"))
+            .arg(root().join("scripts/seed_emulator.py"))
             .arg(&endpoint)
+            .args(seed_args)
             .output()
             .unwrap();
         assert!(
@@ -101,6 +135,7 @@ impl Moto {
         );
         Self {
             _process: process,
+            _data: data,
             endpoint,
             seed: serde_json::from_slice(&out.stdout).unwrap(),
         }
@@ -204,9 +239,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `veil run --config config/local.toml` against `moto`, as the ingest account's
+    /// Starts `veil run --config config/local.toml` against the emulator, as the ingest account's
     /// `veil` user, with `overrides` (`("WORKER__RETRY_DELAY_S", "5")`) on top.
-    pub fn start(moto: &Moto, overrides: &[(&str, &str)]) -> Self {
+    pub fn start(moto: &Emulator, overrides: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("veil-daemon-{port}.log"));
         let veil = moto.who("veil");

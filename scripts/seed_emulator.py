@@ -1,12 +1,13 @@
-"""Seed a running moto server with veil's four-account layout, then switch IAM enforcement on.
+"""Seed a running emulator with veil's four-account layout: moto (then switch IAM enforcement
+on), or LocalStack with --localstack (no IAM enforcement; an access key id is its account).
 
 ingest (111111111111): raw bucket (versioned) -> S3 notification -> SQS queue (+ DLQ after 3
 receives), audit bucket, the IAM user veil runs as, and an admin user for uploads and checks.
 training / inference / analytics (222.../333.../444...): one bucket each and a writer role that
 may only s3:PutObject under anonymised/ in that bucket, assumable with an external id.
 
-Usage: seed_moto.py ENDPOINT [--no-enforce]. Prints a JSON description (endpoint, credentials,
-queue URLs, buckets) on stdout. Only boto3 (installed with moto) is needed.
+Usage: seed_emulator.py ENDPOINT [--localstack] [--no-enforce]. Prints a JSON description
+(endpoint, credentials, queue URLs, buckets) on stdout. Only boto3 is needed.
 """
 
 import json
@@ -23,13 +24,14 @@ AUDIT_BUCKET = "veil-audit"
 QUEUE = "veil-raw-events"
 EXTERNAL_ID = "veil-ingest-local"
 MAX_RECEIVE_COUNT = 3
+LOCALSTACK = "--localstack" in sys.argv
 
 
-def client(endpoint, service, account, creds=None):
-    """A client whose calls land in `account` (moto's x-moto-account-id header, used while
-    enforcement is off)."""
-    creds = creds or {"aws_access_key_id": "seed", "aws_secret_access_key": "seed"}
-    c = boto3.client(service, endpoint_url=endpoint, region_name=REGION, **creds)
+def client(endpoint, service, account):
+    """A client whose calls land in `account`: moto picks it from the x-moto-account-id header
+    (while enforcement is off), LocalStack from the access key id."""
+    c = boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                     aws_access_key_id=account, aws_secret_access_key="test")
 
     def pick_account(request, **_):
         request.headers["x-moto-account-id"] = account
@@ -38,9 +40,11 @@ def client(endpoint, service, account, creds=None):
     return c
 
 
-def user_with_policy(iam, name, policy):
+def user_with_policy(iam, account, name, policy):
     iam.create_user(UserName=name)
     iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))
+    if LOCALSTACK:
+        return {"access_key_id": account, "secret_access_key": "test"}
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
 
@@ -99,7 +103,7 @@ def seed(endpoint):
         d_iam.put_role_policy(RoleName="veil-writer", PolicyName="put-anonymised-only",
                               PolicyDocument=json.dumps(writers_policy[name]))
         roles[name] = {"account_id": account, "role_arn": role["Arn"], "bucket": bucket,
-                       "admin": user_with_policy(d_iam, "admin", ADMIN)}
+                       "admin": user_with_policy(d_iam, account, "admin", ADMIN)}
 
     veil_policy = {
         "Version": "2012-10-17",
@@ -130,8 +134,8 @@ def seed(endpoint):
         "audit_bucket": AUDIT_BUCKET,
         "external_id": EXTERNAL_ID,
         "max_receive_count": MAX_RECEIVE_COUNT,
-        "veil": user_with_policy(iam, "veil", veil_policy),
-        "ingest_admin": user_with_policy(iam, "admin", ADMIN),
+        "veil": user_with_policy(iam, INGEST, "veil", veil_policy),
+        "ingest_admin": user_with_policy(iam, INGEST, "admin", ADMIN),
         "destinations": roles,
         "writer_policies": writers_policy,
     })
@@ -148,7 +152,7 @@ def enforce(endpoint):
 if __name__ == "__main__":
     endpoint = sys.argv[1].rstrip("/")
     description = seed(endpoint)
-    if "--no-enforce" not in sys.argv:
+    if not LOCALSTACK and "--no-enforce" not in sys.argv:
         enforce(endpoint)
     json.dump(description, sys.stdout, indent=2)
     print()

@@ -1,0 +1,52 @@
+//! The daemon against LocalStack, whose S3 notifications look like AWS's (keys URL-encoded with
+//! `+` for spaces, `sequencer`, `userIdentity`, multipart as one CompleteMultipartUpload), with
+//! destination roles assumed across accounts. LocalStack enforces no IAM; moto's tests do.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cloud::{Daemon, Emulator, get, keys, put, queue_depth, wait_for};
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localstack_notifications_drive_the_daemon_for_keys_with_spaces_plus_and_unicode() {
+    let ls = Emulator::localstack();
+    let ingest = ls.s3(ls.who("ingest"));
+    let keys_in = ["cam 1/Zoë + Ana.jpg", "cam 1/ünïcode plate (1).png"];
+    put(&ingest, "veil-raw", keys_in[0], photo("t1.jpg")).await;
+    put(&ingest, "veil-raw", keys_in[1], photo("fast_alpr_car.png")).await;
+
+    let daemon = Daemon::start(&ls, &[]);
+    daemon.ready().await;
+    let limit = Duration::from_secs(180);
+    wait_for("both objects anonymised", limit, || async {
+        (daemon.metric("veil_objects_total{outcome=\"anonymised\"}") >= 2.0).then_some(())
+    })
+    .await;
+    wait_for("the queue to drain", limit, || {
+        let sqs = ls.sqs(ls.who("ingest"));
+        let url = ls.str("/queue_url");
+        async move { (queue_depth(&sqs, &url).await == 0).then_some(()) }
+    })
+    .await;
+
+    for d in ["training", "inference", "analytics"] {
+        let s3 = ls.s3(ls.who(d));
+        let bucket = format!("veil-{d}");
+        let copies = keys(&s3, &bucket, "anonymised/").await;
+        assert_eq!(copies.len(), 2, "{d}: {copies:?}");
+        for k in copies {
+            let bytes = get(&s3, &bucket, &k).await;
+            veil::codec::decode(&bytes, &Default::default())
+                .unwrap_or_else(|e| panic!("{d}/{k}: {e}"));
+        }
+    }
+    assert!(keys(&ingest, "veil-raw", "").await.is_empty());
+    let audit = keys(&ingest, "veil-audit", "veil-audit/").await;
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(
+        daemon.metric("veil_messages_failed_total{reason=\"unreadable\"}"),
+        0.0
+    );
+}
