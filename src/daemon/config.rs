@@ -352,3 +352,67 @@ fn valid_bucket(b: &str) -> bool {
         && b.starts_with(|c: char| c.is_ascii_alphanumeric())
         && b.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn load(name: &str) -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name);
+        Config::load(Some(&path)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn the_shipped_daemon_configs_are_valid() {
+        for name in ["veil.example.toml", "local.toml"] {
+            let c = load(name);
+            let d = DaemonConfig::from_config(&c).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            assert_eq!(d.destinations.len(), 3, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_daemon_problem_is_reported_at_once_with_its_key() {
+        let mut c = load("veil.example.toml");
+        c.ingest.as_mut().unwrap().queue_url = "veil-raw-events".into();
+        c.destinations[0].account_id = "2222".into();
+        c.destinations[1].bucket = "acme-ingest-raw".into();
+        c.destinations[1].name = "training".into();
+        c.destinations[2].sse_kms_key_arn = Some("alias/veil".into());
+        c.destinations[2].key_template = "anonymised/{pipeline}.{ext}".into();
+        c.worker.heartbeat_s = 600;
+        c.metrics.listen = "everywhere".into();
+        c.audit = None;
+        let errors = DaemonConfig::from_config(&c).unwrap_err().join("\n");
+        for key in [
+            "ingest.queue_url",
+            "destinations[0] (training).account_id",
+            "destinations[0] (training).role_arn",
+            "destinations[1] (training).bucket",
+            "destinations[1] (training).name",
+            "destinations[2] (analytics).sse_kms_key_arn",
+            "destinations[2] (analytics).key_template",
+            "worker.heartbeat_s",
+            "metrics.listen",
+            "audit:",
+        ] {
+            assert!(errors.contains(key), "{key} missing from:\n{errors}");
+        }
+    }
+
+    #[test]
+    fn the_pipeline_sections_alone_are_not_enough_to_run() {
+        let errors = DaemonConfig::from_config(&Config::default()).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("ingest:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("destinations:")),
+            "{errors:?}"
+        );
+    }
+}
