@@ -581,3 +581,49 @@ async fn sns_eventbridge_and_test_events_and_unusual_keys_are_understood() {
     }
     assert!(keys(&ingest, "veil-raw", "").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_disposition_keeps_the_raw_object_with_its_owner_tags_and_veils_tag() {
+    let moto = Emulator::moto();
+    let daemon = Daemon::start(&moto, &[("RAW__DISPOSITION", "\"tag\"")]);
+    let ingest = moto.s3(moto.who("ingest"));
+    ingest
+        .put_object()
+        .bucket("veil-raw")
+        .key("tagged/astronaut.png")
+        .tagging("owner=site-7")
+        .body(photo("astronaut.png").into())
+        .send()
+        .await
+        .unwrap();
+    daemon.ready().await;
+    wait_metric(
+        &daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        1.0,
+    )
+    .await;
+    let tags = ingest
+        .get_object_tagging()
+        .bucket("veil-raw")
+        .key("tagged/astronaut.png")
+        .send()
+        .await
+        .unwrap();
+    let mut pairs: Vec<(String, String)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            ("owner".to_string(), "site-7".to_string()),
+            ("veil".to_string(), "anonymised".to_string())
+        ]
+    );
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 1, "{d}");
+    }
+}

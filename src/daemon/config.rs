@@ -338,8 +338,11 @@ fn validate_worker(w: &WorkerConfig) -> Vec<String> {
     if !(1..=43_200).contains(&w.role_session_s) {
         errors.push("worker.role_session_s must be in 1..=43200".into());
     }
-    if w.aws_timeout_s == 0 {
-        errors.push("worker.aws_timeout_s must be positive".into());
+    if w.aws_timeout_s <= w.receive_wait_s {
+        errors.push(format!(
+            "worker.aws_timeout_s must exceed receive_wait_s ({}), or every long poll would time out",
+            w.receive_wait_s
+        ));
     }
     errors
 }

@@ -158,7 +158,12 @@ impl Daemon {
         let mut backoff = Duration::from_millis(250);
         tokio::pin!(shutdown);
         loop {
-            while tasks.try_join_next().is_some() {}
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = done {
+                    // A bug, not bad input: its message stays invisible, then is retried.
+                    tracing::error!(error = %e, "a message task crashed");
+                }
+            }
             let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
