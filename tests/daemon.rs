@@ -217,6 +217,18 @@ async fn a_street_photo_reaches_every_account_anonymised_and_the_raw_object_is_d
     assert!(daemon.metric("veil_bytes_in_total") >= scene.len() as f64);
 }
 
+/// A one-byte PUT; the error as text.
+async fn try_put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_roles_can_only_put_into_their_own_bucket_and_never_read_raw_objects() {
     let moto = Emulator::moto();
@@ -255,38 +267,16 @@ async fn writer_roles_can_only_put_into_their_own_bucket_and_never_read_raw_obje
         .map(|_| ())
         .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)));
     denied(get_raw, "the writer role read a raw object");
-    let put_other = writer
-        .put_object()
-        .bucket("veil-inference")
-        .key("anonymised/x.jpg")
-        .body(b"x".to_vec().into())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)));
     denied(
-        put_other,
+        try_put(&writer, "veil-inference", "anonymised/x.jpg").await,
         "the training writer wrote into another account's bucket",
     );
-    writer
-        .put_object()
-        .bucket("veil-training")
-        .key("anonymised/allowed.jpg")
-        .body(b"x".to_vec().into())
-        .send()
+    try_put(&writer, "veil-training", "anonymised/allowed.jpg")
         .await
         .expect("the writer may put under anonymised/ in its own bucket");
     // And the ingest identity cannot write downstream by itself.
     let veil = moto.s3(moto.who("veil"));
-    let direct = veil
-        .put_object()
-        .bucket("veil-training")
-        .key("anonymised/y.jpg")
-        .body(b"x".to_vec().into())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    let direct = try_put(&veil, "veil-training", "anonymised/y.jpg").await;
     denied(direct, "the ingest identity wrote downstream");
 }
 
