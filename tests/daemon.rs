@@ -287,10 +287,7 @@ async fn a_denied_destination_keeps_the_message_and_the_retry_does_not_duplicate
     let set_policy = |prefix: &str| {
         moto.enforce(false);
         moto.python(&format!(
-            "iam = boto3.client('iam', endpoint_url=endpoint, region_name='us-east-1', \
-             aws_access_key_id='x', aws_secret_access_key='x')\n\
-             iam.meta.events.register('before-sign.*.*', lambda request, **_: request.headers.__setitem__('x-moto-account-id', '444444444444'))\n\
-             iam.put_role_policy(RoleName='veil-writer', PolicyName='put-anonymised-only', PolicyDocument=json.dumps(\
+            "client('iam', '444444444444').put_role_policy(RoleName='veil-writer', PolicyName='put-anonymised-only', PolicyDocument=json.dumps(\
              {{'Version': '2012-10-17', 'Statement': [{{'Effect': 'Allow', 'Action': 's3:PutObject', \
              'Resource': 'arn:aws:s3:::veil-analytics/{prefix}*'}}]}}))\n"
         ));
@@ -616,4 +613,44 @@ async fn tag_disposition_keeps_the_raw_object_with_its_owner_tags_and_veils_tag(
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), 1, "{d}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_are_encrypted_with_the_destinations_kms_key_when_configured() {
+    let moto = Emulator::moto();
+    moto.enforce(false);
+    let key =
+        moto.python("print(client('kms', '222222222222').create_key()['KeyMetadata']['Arn'])");
+    moto.enforce(true);
+    let daemon = Daemon::start(&moto, &[("DESTINATIONS__0__SSE_KMS_KEY_ARN", key.as_str())]);
+    let ingest = moto.s3(moto.who("ingest"));
+    put(
+        &ingest,
+        "veil-raw",
+        "kms/astronaut.png",
+        photo("astronaut.png"),
+    )
+    .await;
+    daemon.ready().await;
+    wait_metric(
+        &daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        1.0,
+    )
+    .await;
+    let training = moto.s3(moto.who("training"));
+    let copy = keys(&training, "veil-training", "anonymised/").await;
+    let head = training
+        .head_object()
+        .bucket("veil-training")
+        .key(&copy[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
+    assert_eq!(head.content_type(), Some("image/png"));
 }

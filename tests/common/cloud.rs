@@ -210,11 +210,19 @@ impl Emulator {
             .to_string()
     }
 
-    /// Runs the seed's Python with boto3 against this server (for IAM changes, which veil's
-    /// dependencies have no client for). `script` gets `endpoint` and `seed` as globals.
-    pub fn python(&self, script: &str) {
+    /// Runs the seed's Python with boto3 against this server (for IAM and KMS, which veil's
+    /// dependencies have no client for). `script` gets `endpoint`, `seed` and `client(service,
+    /// account)` (a boto3 client acting in that account while enforcement is off).
+    /// Returns what it printed.
+    pub fn python(&self, script: &str) -> String {
         let prelude = format!(
-            "import json, boto3\nendpoint = {:?}\nseed = json.loads({:?})\n",
+            "import json, boto3\nendpoint = {:?}\nseed = json.loads({:?})\n\
+             def client(service, account):\n\
+             \x20   c = boto3.client(service, endpoint_url=endpoint, region_name='us-east-1', \
+             aws_access_key_id='x', aws_secret_access_key='x')\n\
+             \x20   c.meta.events.register('before-sign.*.*', lambda request, **_: \
+             request.headers.__setitem__('x-moto-account-id', account))\n\
+             \x20   return c\n",
             self.endpoint,
             self.seed.to_string()
         );
@@ -228,6 +236,7 @@ impl Emulator {
             "python failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
 
