@@ -654,3 +654,45 @@ async fn copies_are_encrypted_with_the_destinations_kms_key_when_configured() {
     assert_eq!(head.ssekms_key_id(), Some(key.as_str()));
     assert_eq!(head.content_type(), Some("image/png"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_keeps_a_slow_object_from_being_delivered_twice() {
+    let moto = Emulator::moto();
+    // A visibility timeout far shorter than the work: only the heartbeat keeps it hidden.
+    let daemon = Daemon::start(
+        &moto,
+        &[
+            ("WORKER__VISIBILITY_TIMEOUT_S", "2"),
+            ("WORKER__HEARTBEAT_S", "1"),
+            ("WORKER__IN_FLIGHT", "4"),
+        ],
+    );
+    let big = image::DynamicImage::ImageRgb8(rgb(&photo("t1.jpg"))).resize_exact(
+        2560,
+        1772,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut jpeg = Vec::new();
+    big.write_to(
+        &mut std::io::Cursor::new(&mut jpeg),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let ingest = moto.s3(moto.who("ingest"));
+    put(&ingest, "veil-raw", "slow/big.jpg", jpeg).await;
+    daemon.ready().await;
+    wait_metric(
+        &daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        1.0,
+    )
+    .await;
+    let detect = daemon.metric(&sample("stage_seconds_sum", "stage=\"detect\""));
+    assert!(
+        detect > 2.0,
+        "the object took only {detect:.1} s to detect: not a slow object"
+    );
+    // The seed's test event and the object's notification, each received once.
+    assert_eq!(daemon.metric("veil_messages_received_total"), 2.0);
+    assert!(!daemon.log_text().contains("\"receive_count\":2"));
+}
