@@ -257,3 +257,36 @@ fn cuda_is_refused_on_a_cpu_runtime_unless_fallback_is_allowed() {
             .all(|m| m["device"] == "cpu")
     );
 }
+
+#[test]
+fn run_and_check_config_name_every_missing_or_wrong_daemon_key_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &root().join("models"));
+    for command in ["run", "check-config"] {
+        let out = veil(&cfg).arg(command).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for key in ["ingest:", "audit:", "destinations:"] {
+            assert!(err.contains(key), "{command}: {key} missing from {err}");
+        }
+    }
+    let out = veil(&root().join("config/local.toml"))
+        .current_dir(root())
+        .arg("check-config")
+        .env("VEIL__WORKER__HEARTBEAT_S", "900")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("worker.heartbeat_s"), "{err}");
+    let ok = veil(&root().join("config/local.toml"))
+        .current_dir(root())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}

@@ -696,3 +696,16 @@ async fn the_heartbeat_keeps_a_slow_object_from_being_delivered_twice() {
     assert_eq!(daemon.metric("veil_messages_received_total"), 2.0);
     assert!(!daemon.log_text().contains("\"receive_count\":2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_queue_keeps_veil_alive_but_not_ready_and_it_still_stops_cleanly() {
+    let moto = Emulator::moto();
+    let missing = format!("{}/111111111111/no-such-queue", moto.endpoint);
+    let mut daemon = Daemon::start(&moto, &[("INGEST__QUEUE_URL", missing.as_str())]);
+    wait_metric(&daemon, "veil_receive_errors_total", 2.0).await;
+    assert_eq!(daemon.status("/healthz"), Some(200));
+    assert_eq!(daemon.status("/readyz"), Some(503));
+    let status = daemon.terminate(Duration::from_secs(30));
+    assert!(status.success(), "veil exited with {status}");
+    assert!(daemon.log_text().contains("cannot receive from the queue"));
+}

@@ -293,13 +293,18 @@ impl Daemon {
         self.process.as_ref().unwrap().0.id()
     }
 
+    /// The HTTP status of one of the daemon's endpoints (`/readyz`), if it answers.
+    pub fn status(&self, path: &str) -> Option<u16> {
+        http_get(&format!("{}{path}", self.metrics_url)).map(|(code, _)| code)
+    }
+
     /// Waits until `/readyz` answers 200 (models loaded, queue reachable).
     pub async fn ready(&self) {
-        let url = format!("{}/readyz", self.metrics_url);
-        wait_for("the daemon to be ready", Duration::from_secs(90), || {
-            let url = url.clone();
-            async move { http_get(&url).filter(|(code, _)| *code == 200) }
-        })
+        wait_for(
+            "the daemon to be ready",
+            Duration::from_secs(90),
+            || async { (self.status("/readyz") == Some(200)).then_some(()) },
+        )
         .await;
     }
 
