@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-scripts/emulators.sh
-.venv/bin/python scripts/fetch_test_images.py
+scripts/prepare.sh
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so"
 cargo build --release --quiet
 .cache/moto-venv/bin/python scripts/bench_daemon.py

@@ -6,9 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
-scripts/emulators.sh
-.venv/bin/python scripts/fetch_test_images.py
+scripts/prepare.sh
 cargo build --release --quiet
 
 PORT=5123            # config/local.toml expects moto here

@@ -62,6 +62,15 @@ async fn wait_metric(daemon: &Daemon, sample: &str, at_least: f64) {
     .await;
 }
 
+async fn wait_anonymised(daemon: &Daemon, objects: f64) {
+    wait_metric(
+        daemon,
+        &sample("objects_total", "outcome=\"anonymised\""),
+        objects,
+    )
+    .await;
+}
+
 /// The copies in each destination bucket, read with that account's admin.
 async fn copies(moto: &Emulator) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
     let mut all = Vec::new();
@@ -99,12 +108,7 @@ async fn a_street_photo_reaches_every_account_anonymised_and_the_raw_object_is_d
     let key = "cam 7/2026-11-28/Zoë & co+1.jpg";
     put(&ingest, "veil-raw", key, scene.clone()).await;
 
-    wait_metric(
-        &daemon,
-        &sample("objects_total", "outcome=\"anonymised\""),
-        1.0,
-    )
-    .await;
+    wait_anonymised(&daemon, 1.0).await;
     // The test event from configuring the notification, and the object's.
     wait_metric(&daemon, "veil_messages_deleted_total", 2.0).await;
 
@@ -328,12 +332,7 @@ async fn a_denied_destination_keeps_the_message_and_the_retry_does_not_duplicate
         1.0
     );
 
-    wait_metric(
-        &daemon,
-        &sample("objects_total", "outcome=\"anonymised\""),
-        1.0,
-    )
-    .await;
+    wait_anonymised(&daemon, 1.0).await;
     wait_metric(&daemon, "veil_messages_deleted_total", 2.0).await;
     let after = copies(&moto).await;
     for ((d, b), (_, a)) in before.iter().zip(&after).take(2) {
@@ -451,12 +450,7 @@ async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stop
         async move { (queue_depth(&sqs, &dlq).await == 2).then_some(()) }
     })
     .await;
-    wait_metric(
-        &daemon,
-        &sample("objects_total", "outcome=\"anonymised\""),
-        1.0,
-    )
-    .await;
+    wait_anonymised(&daemon, 1.0).await;
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), 1, "{d}: only the good photo is published");
     }
@@ -584,12 +578,7 @@ async fn tag_disposition_keeps_the_raw_object_with_its_owner_tags_and_veils_tag(
         .await
         .unwrap();
     daemon.ready().await;
-    wait_metric(
-        &daemon,
-        &sample("objects_total", "outcome=\"anonymised\""),
-        1.0,
-    )
-    .await;
+    wait_anonymised(&daemon, 1.0).await;
     let tags = ingest
         .get_object_tagging()
         .bucket("veil-raw")
@@ -632,12 +621,7 @@ async fn copies_are_encrypted_with_the_destinations_kms_key_when_configured() {
     )
     .await;
     daemon.ready().await;
-    wait_metric(
-        &daemon,
-        &sample("objects_total", "outcome=\"anonymised\""),
-        1.0,
-    )
-    .await;
+    wait_anonymised(&daemon, 1.0).await;
     let training = moto.s3(moto.who("training"));
     let copy = keys(&training, "veil-training", "anonymised/").await;
     let head = training
@@ -681,12 +665,7 @@ async fn the_heartbeat_keeps_a_slow_object_from_being_delivered_twice() {
     let ingest = moto.s3(moto.who("ingest"));
     put(&ingest, "veil-raw", "slow/big.jpg", jpeg).await;
     daemon.ready().await;
-    wait_metric(
-        &daemon,
-        &sample("objects_total", "outcome=\"anonymised\""),
-        1.0,
-    )
-    .await;
+    wait_anonymised(&daemon, 1.0).await;
     let detect = daemon.metric(&sample("stage_seconds_sum", "stage=\"detect\""));
     assert!(
         detect > 2.0,
