@@ -1,6 +1,7 @@
 //! The daemon against LocalStack, whose S3 notifications look like AWS's (keys URL-encoded with
-//! `+` for spaces, `sequencer`, `userIdentity`, multipart as one CompleteMultipartUpload), with
-//! destination roles assumed across accounts. LocalStack enforces no IAM; moto's tests do.
+//! `+` for spaces, `sequencer`, `userIdentity`, multipart as one CompleteMultipartUpload), sent
+//! directly to SQS and then through an EventBridge rule, with destination roles assumed across
+//! accounts. LocalStack enforces no IAM; moto's tests do.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::cloud::{Daemon, Emulator, get, keys, put, queue_depth, wait_for};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn localstack_notifications_drive_the_daemon_for_keys_with_spaces_plus_and_unicode() {
+async fn localstack_s3_and_eventbridge_notifications_drive_the_daemon_for_unusual_keys() {
     let ls = Emulator::localstack();
     let ingest = ls.s3(ls.who("ingest"));
     let keys_in = ["cam 1/Zoë + Ana.jpg", "cam 1/ünïcode plate (1).png"];
@@ -45,6 +46,42 @@ async fn localstack_notifications_drive_the_daemon_for_keys_with_spaces_plus_and
     assert!(keys(&ingest, "veil-raw", "").await.is_empty());
     let audit = keys(&ingest, "veil-audit", "veil-audit/").await;
     assert_eq!(audit.len(), 2, "{audit:?}");
+
+    // The same bucket now notifies through EventBridge: a rule sends its "Object Created"
+    // events to the queue, in EventBridge's own shape.
+    ls.python(
+        "s3 = client('s3', '111111111111')\n\
+         s3.put_bucket_notification_configuration(Bucket='veil-raw', \
+         NotificationConfiguration={'EventBridgeConfiguration': {}})\n\
+         events = client('events', '111111111111')\n\
+         events.put_rule(Name='veil-raw-created', EventPattern=json.dumps(\
+         {'source': ['aws.s3'], 'detail-type': ['Object Created'], \
+         'detail': {'bucket': {'name': ['veil-raw']}}}))\n\
+         sqs = client('sqs', '111111111111')\n\
+         arn = sqs.get_queue_attributes(QueueUrl=seed['queue_url'], \
+         AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+         events.put_targets(Rule='veil-raw-created', Targets=[{'Id': 'veil', 'Arn': arn}])\n",
+    );
+    put(
+        &ingest,
+        "veil-raw",
+        "street/frame 002 é+ü.jpg",
+        photo("astronaut.png"),
+    )
+    .await;
+    wait_for("the EventBridge object anonymised", limit, || async {
+        (daemon.metric("veil_objects_total{outcome=\"anonymised\"}") >= 3.0).then_some(())
+    })
+    .await;
+    for d in ["training", "inference", "analytics"] {
+        let s3 = ls.s3(ls.who(d));
+        assert_eq!(
+            keys(&s3, &format!("veil-{d}"), "anonymised/").await.len(),
+            3,
+            "{d}"
+        );
+    }
+    assert!(keys(&ingest, "veil-raw", "").await.is_empty());
     assert_eq!(
         daemon.metric("veil_messages_failed_total{reason=\"unreadable\"}"),
         0.0

@@ -166,7 +166,7 @@ impl Worker {
         match &result {
             Ok(outcome) => tracing::info!(outcome, "object done"),
             Err(e) => {
-                tracing::warn!(error = %e, reason = e.reason(), "object failed; nothing published in this attempt")
+                tracing::warn!(error = %e, reason = e.reason(), "object failed; its message is left for retry")
             }
         }
         result.map(|_| ())

@@ -77,7 +77,7 @@ impl Emulator {
         Self::start(command, port, None, &[])
     }
 
-    /// Starts LocalStack (S3, SQS, STS, IAM) and seeds it. No IAM enforcement.
+    /// Starts LocalStack (S3, SQS, STS, IAM, EventBridge) and seeds it. No IAM enforcement.
     pub fn localstack() -> Self {
         let port = free_port();
         let data = tempfile::tempdir().unwrap();
@@ -87,7 +87,7 @@ impl Emulator {
             .env("GATEWAY_SERVER", "hypercorn")
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("LOCALSTACK_HOST", format!("127.0.0.1:{port}"))
-            .env("SERVICES", "s3,sqs,sts,iam")
+            .env("SERVICES", "s3,sqs,sts,iam,events")
             .env("DNS_ADDRESS", "0")
             .env("DISABLE_EVENTS", "1")
             .env("SQS_ENDPOINT_STRATEGY", "path")
@@ -212,14 +212,15 @@ impl Emulator {
 
     /// Runs the seed's Python with boto3 against this server (for IAM and KMS, which veil's
     /// dependencies have no client for). `script` gets `endpoint`, `seed` and `client(service,
-    /// account)` (a boto3 client acting in that account while enforcement is off).
+    /// account)` (a boto3 client acting in that account: moto reads the header while its
+    /// enforcement is off, LocalStack the access key id).
     /// Returns what it printed.
     pub fn python(&self, script: &str) -> String {
         let prelude = format!(
             "import json, boto3\nendpoint = {:?}\nseed = json.loads({:?})\n\
              def client(service, account):\n\
              \x20   c = boto3.client(service, endpoint_url=endpoint, region_name='us-east-1', \
-             aws_access_key_id='x', aws_secret_access_key='x')\n\
+             aws_access_key_id=account, aws_secret_access_key='test')\n\
              \x20   c.meta.events.register('before-sign.*.*', lambda request, **_: \
              request.headers.__setitem__('x-moto-account-id', account))\n\
              \x20   return c\n",
