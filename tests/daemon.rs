@@ -688,3 +688,28 @@ async fn an_unreachable_queue_keeps_veil_alive_but_not_ready_and_it_still_stops_
     assert!(status.success(), "veil exited with {status}");
     assert!(daemon.log_text().contains("cannot receive from the queue"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_sessions_are_assumed_again_before_they_expire() {
+    let moto = Emulator::moto();
+    // 4 s sessions (real STS allows 900 s and more): the second object needs fresh ones.
+    let daemon = Daemon::start(&moto, &[("WORKER__ROLE_SESSION_S", "4")]);
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    put(&ingest, "veil-raw", "s/1.png", photo("astronaut.png")).await;
+    wait_anonymised(&daemon, 1.0).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    put(&ingest, "veil-raw", "s/2.png", photo("camera.png")).await;
+    wait_anonymised(&daemon, 2.0).await;
+    for d in DESTINATIONS {
+        let refreshes = daemon.metric(&sample(
+            "credential_refreshes_total",
+            &format!("destination=\"{d}\""),
+        ));
+        assert_eq!(refreshes, 2.0, "{d}");
+    }
+    assert_eq!(
+        daemon.metric(&sample("objects_total", "outcome=\"failed\"")),
+        0.0
+    );
+}
