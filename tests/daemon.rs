@@ -414,9 +414,9 @@ async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stopping_others() {
+async fn corrupt_oversized_and_non_images_end_in_the_dead_letter_queue_without_stopping_others() {
     let moto = Emulator::moto();
-    let daemon = Daemon::start(&moto, &[]);
+    let daemon = Daemon::start(&moto, &[("LIMITS__MAX_BYTES", "1000000")]);
     daemon.ready().await;
     let ingest = moto.s3(moto.who("ingest"));
     let jpeg = photo("t1.jpg");
@@ -434,6 +434,7 @@ async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stop
         b"not an image at all".to_vec(),
     )
     .await;
+    put(&ingest, "veil-raw", "bad/huge.png", vec![7; 1_500_000]).await;
     put(
         &ingest,
         "veil-raw",
@@ -444,10 +445,10 @@ async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stop
 
     let sqs = moto.sqs(moto.who("ingest"));
     let dlq = moto.str("/dlq_url");
-    wait_for("both bad objects in the DLQ", LIMIT, || {
+    wait_for("the bad objects in the DLQ", LIMIT, || {
         let sqs = sqs.clone();
         let dlq = dlq.clone();
-        async move { (queue_depth(&sqs, &dlq).await == 2).then_some(()) }
+        async move { (queue_depth(&sqs, &dlq).await == 3).then_some(()) }
     })
     .await;
     wait_anonymised(&daemon, 1.0).await;
@@ -459,12 +460,12 @@ async fn corrupt_images_and_non_images_end_in_the_dead_letter_queue_without_stop
         "reason=\"rejected_input\"",
     ));
     assert!(
-        rejected >= 2.0 * 2.0,
+        rejected >= 3.0 * 2.0,
         "each bad object was retried: {rejected}"
     );
     // The bad raw objects are kept for inspection; the good one is gone.
     let left = keys(&ingest, "veil-raw", "").await;
-    assert_eq!(left, ["bad/notes.txt", "bad/truncated.jpg"]);
+    assert_eq!(left, ["bad/huge.png", "bad/notes.txt", "bad/truncated.jpg"]);
     assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
 }
 
