@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use veil::config::{Config, ConfigError};
-use veil::daemon::aws;
+use veil::daemon::aws::{self, Aws};
 use veil::daemon::config::DaemonConfig;
 use veil::daemon::destination::Destination;
 use veil::daemon::queue::Queue;
@@ -44,19 +44,18 @@ pub fn run(config: &Config, args: Args) -> anyhow::Result<ExitCode> {
 
 /// Checks each resource, printing one line per check; returns how many failed.
 async fn connect(settings: &DaemonConfig) -> usize {
-    let sdk = aws::sdk_config(
-        &settings.ingest.region,
-        settings.ingest.endpoint_url.as_deref(),
+    let aws = Aws::new(
+        &settings.ingest,
         Duration::from_secs(settings.worker.aws_timeout_s),
     )
     .await;
     let mut results: Vec<(String, Result<(), String>)> = Vec::new();
-    let queue = Queue::new(&sdk, settings.ingest.queue_url.clone());
+    let queue = Queue::new(aws.sqs(), settings.ingest.queue_url.clone());
     results.push((
         format!("queue {}", queue.url()),
         queue.probe().await.map_err(|e| e.to_string()),
     ));
-    let s3 = aws_sdk_s3::Client::from_conf(aws::s3_config(&sdk, None).build());
+    let s3 = aws_sdk_s3::Client::from_conf(aws.s3(None).build());
     let buckets = settings
         .ingest
         .sources
@@ -75,7 +74,7 @@ async fn connect(settings: &DaemonConfig) -> usize {
         let destination = Destination::new(
             d.clone(),
             template.clone(),
-            &sdk,
+            &aws,
             Duration::from_secs(settings.worker.role_session_s),
             prometheus::IntCounter::new("probe", "unused").expect("valid"),
         )

@@ -1,5 +1,6 @@
 //! The AWS SDK set-up shared by every client: one HTTP stack (hyper + rustls with ring), the
-//! ingest region, timeouts on every call, capped retries, and an optional emulator endpoint.
+//! ingest region, timeouts on every call, capped retries, and optional endpoints for emulators
+//! or S3-compatible stores.
 
 use std::time::Duration;
 
@@ -10,45 +11,72 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
 
+use crate::daemon::config::{IngestConfig, ServiceEndpoints};
+
 /// Attempts per AWS call (the first try included) before veil gives up on it.
 const MAX_ATTEMPTS: u32 = 3;
 
-/// The ingest account's configuration: credentials from the default chain (environment, ECS task
-/// role, instance profile), `region`, and `endpoint_url` when talking to an emulator.
-pub async fn sdk_config(region: &str, endpoint_url: Option<&str>, timeout: Duration) -> SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .http_client(http)
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10).min(timeout))
-                .operation_attempt_timeout(timeout)
-                .operation_timeout(timeout * MAX_ATTEMPTS)
-                .build(),
-        );
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
+/// The ingest account's AWS set-up: credentials from the default chain (environment, ECS task
+/// role, instance profile), the ingest region, and each service's endpoint when it is not AWS.
+pub struct Aws {
+    sdk: SdkConfig,
+    endpoints: ServiceEndpoints,
 }
 
-/// S3 settings from `config`, in `region` if given; path-style addressing when an emulator
-/// endpoint is set.
-pub fn s3_config(config: &SdkConfig, region: Option<&str>) -> aws_sdk_s3::config::Builder {
-    let mut builder = aws_sdk_s3::config::Builder::from(config);
-    if config.endpoint_url().is_some() {
-        builder = builder.force_path_style(true);
+impl Aws {
+    pub async fn new(ingest: &IngestConfig, timeout: Duration) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(ingest.region.clone()))
+            .http_client(http)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10).min(timeout))
+                    .operation_attempt_timeout(timeout)
+                    .operation_timeout(timeout * MAX_ATTEMPTS)
+                    .build(),
+            )
+            .load()
+            .await;
+        Self {
+            sdk,
+            endpoints: ingest.endpoints(),
+        }
     }
-    if let Some(r) = region {
-        builder = builder.region(Region::new(r.to_string()));
+
+    /// S3 settings, in `region` if given (else the ingest region); path-style addressing when
+    /// S3 is an emulator or another S3-compatible store.
+    pub fn s3(&self, region: Option<&str>) -> aws_sdk_s3::config::Builder {
+        let mut builder = aws_sdk_s3::config::Builder::from(&self.sdk);
+        if let Some(url) = &self.endpoints.s3 {
+            builder = builder.endpoint_url(url).force_path_style(true);
+        }
+        if let Some(r) = region {
+            builder = builder.region(Region::new(r.to_string()));
+        }
+        builder
     }
-    builder
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let mut builder = aws_sdk_sqs::config::Builder::from(&self.sdk);
+        if let Some(url) = &self.endpoints.sqs {
+            builder = builder.endpoint_url(url);
+        }
+        aws_sdk_sqs::Client::from_conf(builder.build())
+    }
+
+    /// The settings AssumeRole calls use: the ingest credentials, with the STS endpoint.
+    pub fn sts(&self) -> SdkConfig {
+        match &self.endpoints.sts {
+            Some(url) => self.sdk.to_builder().endpoint_url(url).build(),
+            None => self.sdk.clone(),
+        }
+    }
 }
 
 /// A short, stable name for an SDK error, for metric labels: the service's error code

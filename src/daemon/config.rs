@@ -23,9 +23,32 @@ pub struct IngestConfig {
     /// Endpoint for every AWS call (S3, SQS, STS): set only for emulators such as moto or
     /// LocalStack. S3 then uses path-style addressing.
     pub endpoint_url: Option<String>,
+    /// Per-service endpoints, over `endpoint_url`: e.g. S3 on MinIO, SQS and STS on LocalStack.
+    #[serde(default)]
+    pub endpoints: ServiceEndpoints,
     /// The raw buckets and key prefixes veil may read. A notification for any other object is
     /// refused (published nowhere, left for the dead-letter queue).
     pub sources: Vec<SourceRule>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEndpoints {
+    pub s3: Option<String>,
+    pub sqs: Option<String>,
+    pub sts: Option<String>,
+}
+
+impl IngestConfig {
+    /// The endpoint each service uses: its own if set, else `endpoint_url`, else AWS's.
+    pub fn endpoints(&self) -> ServiceEndpoints {
+        let pick = |own: &Option<String>| own.clone().or_else(|| self.endpoint_url.clone());
+        ServiceEndpoints {
+            s3: pick(&self.endpoints.s3),
+            sqs: pick(&self.endpoints.sqs),
+            sts: pick(&self.endpoints.sts),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +277,17 @@ fn validate_ingest(i: &IngestConfig) -> Vec<String> {
             i.queue_url
         ));
     }
+    let e = i.endpoints();
+    for (key, url) in [
+        ("endpoint_url", &i.endpoint_url),
+        ("endpoints.s3", &e.s3),
+        ("endpoints.sqs", &e.sqs),
+        ("endpoints.sts", &e.sts),
+    ] {
+        if let Some(u) = url.as_deref().filter(|u| !u.starts_with("http")) {
+            errors.push(format!("ingest.{key}: {u:?} is not an http(s) URL"));
+        }
+    }
     if i.region.is_empty() {
         errors.push("ingest.region: must not be empty".into());
     }
@@ -404,6 +438,21 @@ mod tests {
         ] {
             assert!(errors.contains(key), "{key} missing from:\n{errors}");
         }
+    }
+
+    #[test]
+    fn service_endpoints_fall_back_to_the_shared_one() {
+        let mut i = load("local.toml").ingest.unwrap();
+        i.endpoints.s3 = Some("http://minio:9000".into());
+        let e = i.endpoints();
+        assert_eq!(e.s3.as_deref(), Some("http://minio:9000"));
+        assert_eq!(e.sqs.as_deref(), Some("http://127.0.0.1:5123"));
+        assert_eq!(e.sts.as_deref(), Some("http://127.0.0.1:5123"));
+        i.endpoint_url = None;
+        assert_eq!(i.endpoints().sqs, None);
+        i.endpoints.sqs = Some("localstack:4566".into());
+        let errors = validate_ingest(&i).join("\n");
+        assert!(errors.contains("ingest.endpoints.sqs"), "{errors}");
     }
 
     #[test]

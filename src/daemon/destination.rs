@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use aws_config::SdkConfig;
 use aws_config::identity::IdentityCache;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
@@ -20,7 +19,7 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use prometheus::IntCounter;
 
 use crate::codec::Format;
-use crate::daemon::aws;
+use crate::daemon::aws::{self, Aws};
 use crate::daemon::config::DestinationConfig;
 use crate::rendition::Rendition;
 
@@ -178,7 +177,7 @@ impl Destination {
     pub async fn new(
         config: DestinationConfig,
         template: KeyTemplate,
-        ingest: &SdkConfig,
+        aws: &Aws,
         session: Duration,
         refreshes: IntCounter,
     ) -> Self {
@@ -187,7 +186,7 @@ impl Destination {
             .session_name(format!("veil-{}", config.name))
             .policy(policy)
             .session_length(session)
-            .configure(ingest);
+            .configure(&aws.sts());
         if let Some(id) = &config.external_id {
             role = role.external_id(id.clone());
         }
@@ -198,7 +197,8 @@ impl Destination {
         // Re-assume a while before expiry, so no PUT ever signs with a dying session.
         let buffer = (session / 5).min(Duration::from_secs(300));
         let credentials = SharedCredentialsProvider::new(provider);
-        let s3_config = aws::s3_config(ingest, config.region.as_deref())
+        let s3_config = aws
+            .s3(config.region.as_deref())
             .credentials_provider(credentials.clone())
             .identity_cache(IdentityCache::lazy().buffer_time(buffer).build())
             .build();

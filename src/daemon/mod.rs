@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::config::{Config, ConfigError};
+use crate::daemon::aws::Aws;
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::destination::Destination;
 use crate::daemon::metrics::{Metrics, Readiness};
@@ -93,7 +94,11 @@ impl Daemon {
         let (pool, fingerprint) = pool?;
         readiness.models_loaded.store(true, Ordering::Relaxed);
 
-        let sdk = sdk_config(&settings).await;
+        let aws = Aws::new(
+            &settings.ingest,
+            Duration::from_secs(settings.worker.aws_timeout_s),
+        )
+        .await;
         let mut destinations = Vec::with_capacity(settings.destinations.len());
         for (d, template) in &settings.destinations {
             let refreshes = metrics
@@ -103,15 +108,15 @@ impl Daemon {
                 Destination::new(
                     d.clone(),
                     template.clone(),
-                    &sdk,
+                    &aws,
                     Duration::from_secs(settings.worker.role_session_s),
                     refreshes,
                 )
                 .await,
             );
         }
-        let queue = Queue::new(&sdk, settings.ingest.queue_url.clone());
-        let s3 = aws_sdk_s3::Client::from_conf(aws::s3_config(&sdk, None).build());
+        let queue = Queue::new(aws.sqs(), settings.ingest.queue_url.clone());
+        let s3 = aws_sdk_s3::Client::from_conf(aws.s3(None).build());
         let worker = Worker::new(
             settings,
             s3,
@@ -248,16 +253,6 @@ impl Daemon {
         deleter.await.expect("the delete loop does not panic");
         tracing::info!("veil daemon stopped");
     }
-}
-
-/// The ingest account's SDK settings.
-async fn sdk_config(settings: &DaemonConfig) -> aws_config::SdkConfig {
-    aws::sdk_config(
-        &settings.ingest.region,
-        settings.ingest.endpoint_url.as_deref(),
-        Duration::from_secs(settings.worker.aws_timeout_s),
-    )
-    .await
 }
 
 /// One message's handling, with its heartbeat.

@@ -40,11 +40,8 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(config: &aws_config::SdkConfig, url: String) -> Self {
-        Self {
-            client: aws_sdk_sqs::Client::new(config),
-            url,
-        }
+    pub fn new(client: aws_sdk_sqs::Client, url: String) -> Self {
+        Self { client, url }
     }
 
     pub fn url(&self) -> &str {
