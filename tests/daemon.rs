@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::cloud::{Daemon, Emulator, get, keys, put, queue_depth, wait_for};
+use common::cloud::{Daemon, Emulator, SeaweedFs, get, keys, put, queue_depth, wait_for};
 use common::*;
 use image::RgbImage;
 use veil::geometry::BoxF;
@@ -713,4 +713,48 @@ async fn writer_sessions_are_assumed_again_before_they_expire() {
         daemon.metric(&sample("objects_total", "outcome=\"failed\"")),
         0.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_on_a_store_that_is_not_aws_beside_sqs_and_sts_on_the_emulator() {
+    let moto = Emulator::moto();
+    let store = SeaweedFs::start();
+    let s3 = store.s3();
+    for b in [
+        "veil-raw",
+        "veil-audit",
+        "veil-training",
+        "veil-inference",
+        "veil-analytics",
+    ] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    put(
+        &s3,
+        "veil-raw",
+        "cam 3/street+1.png",
+        photo("fast_alpr_car.png"),
+    )
+    .await;
+    // SeaweedFS sends no notifications: deliver the one S3 would have sent.
+    send(&moto, &[s3_notification("cam+3/street%2B1.png")]).await;
+    let daemon = Daemon::start(&moto, &[("INGEST__ENDPOINTS__S3", store.endpoint.as_str())]);
+    daemon.ready().await;
+    wait_anonymised(&daemon, 1.0).await;
+    for d in DESTINATIONS {
+        let copies = keys(&s3, &format!("veil-{d}"), "anonymised/").await;
+        assert_eq!(copies.len(), 1, "{d}");
+        let bytes = get(&s3, &format!("veil-{d}"), &copies[0]).await;
+        veil::codec::decode(&bytes, &Default::default()).unwrap();
+    }
+    assert_eq!(keys(&s3, "veil-audit", "veil-audit/").await.len(), 1);
+    assert!(keys(&s3, "veil-raw", "").await.is_empty());
+    // Nothing reached moto's buckets.
+    for d in DESTINATIONS {
+        let admin = moto.s3(moto.who(d));
+        assert!(
+            keys(&admin, &format!("veil-{d}"), "").await.is_empty(),
+            "{d}"
+        );
+    }
 }

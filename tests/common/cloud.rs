@@ -174,32 +174,16 @@ impl Emulator {
         self.credentials(who)
     }
 
-    fn sdk(&self, credentials: Credentials) -> aws_config::SdkConfig {
-        let http = aws_smithy_http_client::Builder::new().build_http();
-        aws_config::SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .http_client(http)
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
-            )
-            .build()
-    }
-
     pub fn s3(&self, credentials: Credentials) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::config::Builder::from(&self.sdk(credentials))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        s3_at(&self.endpoint, credentials)
     }
 
     pub fn sqs(&self, credentials: Credentials) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.sdk(credentials))
+        aws_sdk_sqs::Client::new(&sdk(&self.endpoint, credentials))
     }
 
     pub fn sts(&self, credentials: Credentials) -> aws_sdk_sts::Client {
-        aws_sdk_sts::Client::new(&self.sdk(credentials))
+        aws_sdk_sts::Client::new(&sdk(&self.endpoint, credentials))
     }
 
     pub fn str(&self, pointer: &str) -> String {
@@ -238,6 +222,84 @@ impl Emulator {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn sdk(endpoint: &str, credentials: Credentials) -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        )
+        .build()
+}
+
+/// An S3 client for any S3 endpoint (path-style).
+pub fn s3_at(endpoint: &str, credentials: Credentials) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk(endpoint, credentials))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// SeaweedFS's S3 gateway: an S3-compatible store that is not AWS (no notifications, no STS),
+/// started without credentials, so it accepts any signature.
+pub struct SeaweedFs {
+    _process: Process,
+    _data: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+impl SeaweedFs {
+    pub fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let s3 = free_port();
+        let port = |name: &str| format!("-{name}={}", free_port());
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("seaweedfs-{s3}.log")))
+            .unwrap();
+        let child = Command::new(venv_bin("seaweedfs-venv", "weed"))
+            .arg("mini")
+            .arg(format!("-dir={}", data.path().display()))
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-webdav=false",
+                "-admin.ui=false",
+            ])
+            .arg(format!("-s3.port={s3}"))
+            .args([port("master.port"), port("volume.port"), port("filer.port")])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("weed starts");
+        let process = Process(child);
+        let endpoint = format!("http://127.0.0.1:{s3}");
+        let start = Instant::now();
+        while http_get(&endpoint).is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "SeaweedFS did not start"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Self {
+            _process: process,
+            _data: data,
+            endpoint,
+        }
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        s3_at(
+            &self.endpoint,
+            Credentials::new("any", "any", None, None, "test"),
+        )
     }
 }
 
