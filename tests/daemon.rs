@@ -361,6 +361,19 @@ fn s3_notification(key_encoded: &str) -> String {
     .to_string()
 }
 
+/// Turns the raw bucket's notification off, for tests that send their own.
+async fn stop_notifications(moto: &Emulator) {
+    moto.enforce(false);
+    moto.s3(moto.who("ingest"))
+        .put_bucket_notification_configuration()
+        .bucket("veil-raw")
+        .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
+        .send()
+        .await
+        .unwrap();
+    moto.enforce(true);
+}
+
 async fn send(moto: &Emulator, bodies: &[String]) {
     let sqs = moto.sqs(moto.who("ingest"));
     for body in bodies {
@@ -520,15 +533,7 @@ async fn sns_eventbridge_and_test_events_and_unusual_keys_are_understood() {
     let moto = Emulator::moto();
     let ingest = moto.s3(moto.who("ingest"));
     // Notifications are sent by hand here, in the other two shapes S3 events arrive in.
-    moto.enforce(false);
-    ingest
-        .put_bucket_notification_configuration()
-        .bucket("veil-raw")
-        .notification_configuration(aws_sdk_s3::types::NotificationConfiguration::builder().build())
-        .send()
-        .await
-        .unwrap();
-    moto.enforce(true);
+    stop_notifications(&moto).await;
     let sns_key = "cam 2/ünïcode photo+1.png";
     let bridge_key = "street/frame 001 é.jpg";
     put(&ingest, "veil-raw", sns_key, photo("astronaut.png")).await;
@@ -757,4 +762,43 @@ async fn s3_on_a_store_that_is_not_aws_beside_sqs_and_sts_on_the_emulator() {
             "{d}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_of_a_message_is_attempted_even_after_one_fails() {
+    let moto = Emulator::moto();
+    stop_notifications(&moto).await;
+    let ingest = moto.s3(moto.who("ingest"));
+    put(&ingest, "veil-raw", "multi/notes.txt", b"no image".to_vec()).await;
+    put(
+        &ingest,
+        "veil-raw",
+        "multi/car.png",
+        photo("fast_alpr_car.png"),
+    )
+    .await;
+    let mut body: serde_json::Value =
+        serde_json::from_str(&s3_notification("multi/notes.txt")).unwrap();
+    let good: serde_json::Value = serde_json::from_str(&s3_notification("multi/car.png")).unwrap();
+    body["Records"]
+        .as_array_mut()
+        .unwrap()
+        .push(good["Records"][0].clone());
+    send(&moto, &[body.to_string()]).await;
+    let daemon = Daemon::start(&moto, &[]);
+    daemon.ready().await;
+    wait_anonymised(&daemon, 1.0).await;
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 1, "{d}");
+    }
+    // The message still failed (its first record is no image), so it ends in the DLQ.
+    let sqs = moto.sqs(moto.who("ingest"));
+    let dlq = moto.str("/dlq_url");
+    wait_for("the message in the DLQ", LIMIT, || {
+        let sqs = sqs.clone();
+        let dlq = dlq.clone();
+        async move { (queue_depth(&sqs, &dlq).await == 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(keys(&ingest, "veil-raw", "").await, ["multi/notes.txt"]);
 }

@@ -146,11 +146,16 @@ impl Worker {
             }
             Notice::Created(objects) => objects,
         };
+        // Every object gets its attempt, even after one fails; the message is deleted only if
+        // all succeeded, and its retry finds the finished ones done.
+        let mut first_error = None;
         for o in &objects {
             let span = tracing::info_span!("object", bucket = %o.bucket, key = %o.key, version = ?o.version_id);
-            self.handle_object(o).instrument(span).await?;
+            if let Err(e) = self.handle_object(o).instrument(span).await {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), |e| Err(e.into()))
     }
 
     async fn handle_object(&self, o: &ObjectRef) -> Result<(), ObjectError> {
