@@ -89,11 +89,11 @@ impl MessageError {
 /// Everything needed to handle messages; shared by all message tasks.
 pub struct Worker {
     pub config: DaemonConfig,
-    pub s3: aws_sdk_s3::Client,
-    pub pool: PipelinePool,
+    s3: aws_sdk_s3::Client,
+    pool: PipelinePool,
     pub destinations: Vec<Destination>,
     pub metrics: Arc<Metrics>,
-    pub max_bytes: u64,
+    max_bytes: u64,
     /// One rendition per destination, in the same order.
     renditions: Arc<Vec<Rendition>>,
     /// `{pipeline}` of each destination's keys: the engine's fingerprint with its rendition.
