@@ -765,7 +765,7 @@ async fn s3_on_a_store_that_is_not_aws_beside_sqs_and_sts_on_the_emulator() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_record_of_a_message_is_attempted_even_after_one_fails() {
+async fn every_record_is_attempted_and_failed_or_unreadable_messages_end_in_the_dlq() {
     let moto = Emulator::moto();
     stop_notifications(&moto).await;
     let ingest = moto.s3(moto.who("ingest"));
@@ -784,21 +784,28 @@ async fn every_record_of_a_message_is_attempted_even_after_one_fails() {
         .as_array_mut()
         .unwrap()
         .push(good["Records"][0].clone());
-    send(&moto, &[body.to_string()]).await;
+    // And a body that is no notification at all.
+    send(&moto, &[body.to_string(), "{not json".to_string()]).await;
     let daemon = Daemon::start(&moto, &[]);
     daemon.ready().await;
     wait_anonymised(&daemon, 1.0).await;
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), 1, "{d}");
     }
-    // The message still failed (its first record is no image), so it ends in the DLQ.
+    // The message still failed (its first record is no image), so it ends in the DLQ, as does
+    // the unreadable one, without spinning: one receive per retry delay.
     let sqs = moto.sqs(moto.who("ingest"));
     let dlq = moto.str("/dlq_url");
-    wait_for("the message in the DLQ", LIMIT, || {
+    wait_for("both messages in the DLQ", LIMIT, || {
         let sqs = sqs.clone();
         let dlq = dlq.clone();
-        async move { (queue_depth(&sqs, &dlq).await == 1).then_some(()) }
+        async move { (queue_depth(&sqs, &dlq).await == 2).then_some(()) }
     })
     .await;
     assert_eq!(keys(&ingest, "veil-raw", "").await, ["multi/notes.txt"]);
+    let unreadable = daemon.metric(&sample("messages_failed_total", "reason=\"unreadable\""));
+    assert_eq!(
+        unreadable, 3.0,
+        "one failure per receive, maxReceiveCount 3"
+    );
 }

@@ -141,10 +141,6 @@ impl Daemon {
         })
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// Drains the queue until `shutdown` resolves, then finishes or releases in-flight messages.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let w = &self.worker.config.worker;
