@@ -809,3 +809,23 @@ async fn every_record_is_attempted_and_failed_or_unreadable_messages_end_in_the_
         "one failure per receive, maxReceiveCount 3"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_work_finish_within_the_grace_period() {
+    let moto = Emulator::moto();
+    let mut daemon = Daemon::start(&moto, &[("WORKER__SHUTDOWN_GRACE_S", "60")]);
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    put(&ingest, "veil-raw", "grace/t1.jpg", photo("t1.jpg")).await;
+    wait_metric(&daemon, "veil_in_flight", 1.0).await;
+    let status = daemon.terminate(Duration::from_secs(90));
+    assert!(status.success(), "veil exited with {status}");
+    // The object in flight was finished, not abandoned: copies, raw gone, message deleted.
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 1, "{d}");
+    }
+    assert_eq!(raw_versions(&moto).await, 0);
+    let sqs = moto.sqs(moto.who("ingest"));
+    assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
+    assert!(!daemon.log_text().contains("abandoning"));
+}
