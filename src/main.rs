@@ -53,7 +53,13 @@ enum ModelsCommand {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logging(args.log_format);
+    // The daemon reports every object at info; one-shot commands only warnings.
+    let level = if matches!(args.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    cli::init_logging(args.log_format, level);
     let config = match cli::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => return cli::fatal(&e.into()),

@@ -16,10 +16,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs go to stderr, filtered by `VEIL_LOG` (e.g. `info`, `veil=debug`); warnings by default.
-pub fn init_logging(format: LogFormat) {
+/// Logs go to stderr, filtered by `VEIL_LOG` (e.g. `info`, `veil=debug`), else `default`.
+pub fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
