@@ -62,6 +62,17 @@ async fn wait_metric(daemon: &Daemon, sample: &str, at_least: f64) {
     .await;
 }
 
+/// Waits until the queue the seed names (`/queue_url`, `/dlq_url`) holds `depth` messages.
+async fn wait_depth(moto: &Emulator, queue: &str, depth: u64) {
+    let sqs = moto.sqs(moto.who("ingest"));
+    let url = moto.str(queue);
+    wait_for(&format!("{depth} messages in {queue}"), LIMIT, || {
+        let (sqs, url) = (sqs.clone(), url.clone());
+        async move { (queue_depth(&sqs, &url).await == depth).then_some(()) }
+    })
+    .await;
+}
+
 async fn wait_anonymised(daemon: &Daemon, objects: f64) {
     wait_metric(
         daemon,
@@ -456,14 +467,7 @@ async fn corrupt_oversized_and_non_images_end_in_the_dead_letter_queue_without_s
     )
     .await;
 
-    let sqs = moto.sqs(moto.who("ingest"));
-    let dlq = moto.str("/dlq_url");
-    wait_for("the bad objects in the DLQ", LIMIT, || {
-        let sqs = sqs.clone();
-        let dlq = dlq.clone();
-        async move { (queue_depth(&sqs, &dlq).await == 3).then_some(()) }
-    })
-    .await;
+    wait_depth(&moto, "/dlq_url", 3).await;
     wait_anonymised(&daemon, 1.0).await;
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), 1, "{d}: only the good photo is published");
@@ -479,6 +483,7 @@ async fn corrupt_oversized_and_non_images_end_in_the_dead_letter_queue_without_s
     // The bad raw objects are kept for inspection; the good one is gone.
     let left = keys(&ingest, "veil-raw", "").await;
     assert_eq!(left, ["bad/huge.png", "bad/notes.txt", "bad/truncated.jpg"]);
+    let sqs = moto.sqs(moto.who("ingest"));
     assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
 }
 
@@ -515,13 +520,8 @@ async fn sigterm_mid_work_loses_no_message_and_writes_nothing_partial() {
         (raw_versions(&moto).await == 0).then_some(())
     })
     .await;
+    wait_depth(&moto, "/queue_url", 0).await;
     let sqs = moto.sqs(moto.who("ingest"));
-    wait_for("the queue to drain", LIMIT, || {
-        let sqs = sqs.clone();
-        let url = moto.str("/queue_url");
-        async move { (queue_depth(&sqs, &url).await == 0).then_some(()) }
-    })
-    .await;
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), names.len(), "{d}");
     }
@@ -794,14 +794,7 @@ async fn every_record_is_attempted_and_failed_or_unreadable_messages_end_in_the_
     }
     // The message still failed (its first record is no image), so it ends in the DLQ, as does
     // the unreadable one, without spinning: one receive per retry delay.
-    let sqs = moto.sqs(moto.who("ingest"));
-    let dlq = moto.str("/dlq_url");
-    wait_for("both messages in the DLQ", LIMIT, || {
-        let sqs = sqs.clone();
-        let dlq = dlq.clone();
-        async move { (queue_depth(&sqs, &dlq).await == 2).then_some(()) }
-    })
-    .await;
+    wait_depth(&moto, "/dlq_url", 2).await;
     assert_eq!(keys(&ingest, "veil-raw", "").await, ["multi/notes.txt"]);
     let unreadable = daemon.metric(&sample("messages_failed_total", "reason=\"unreadable\""));
     assert_eq!(
