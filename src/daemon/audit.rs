@@ -97,24 +97,20 @@ pub async fn write(
     record: &AuditRecord,
 ) -> Result<(), AuditError> {
     let body = serde_json::to_vec_pretty(record).expect("audit records serialise");
-    let result = s3
+    let request = s3
         .put_object()
         .bucket(bucket)
         .key(key)
-        .if_none_match("*")
         .content_type("application/json")
-        .body(ByteStream::from(body))
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if aws::status(&e) == Some(412) => Ok(()),
-        Err(e) => Err(AuditError {
+        .body(ByteStream::from(body));
+    aws::put_if_absent(request)
+        .await
+        .map(|_| ())
+        .map_err(|e| AuditError {
             bucket: bucket.to_string(),
             key: key.to_string(),
             message: aws::describe(&e),
-        }),
-    }
+        })
 }
 
 #[derive(Debug, thiserror::Error)]

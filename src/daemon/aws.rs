@@ -92,6 +92,18 @@ pub fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> String {
     }
 }
 
+/// Sends a PUT made create-only (`If-None-Match: *`): `Ok(false)` when the key already held an
+/// object (HTTP 412), which for veil's deterministic keys means the work was done before.
+pub async fn put_if_absent(
+    request: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+) -> Result<bool, SdkError<aws_sdk_s3::operation::put_object::PutObjectError, HttpResponse>> {
+    match request.if_none_match("*").send().await {
+        Ok(_) => Ok(true),
+        Err(e) if status(&e) == Some(412) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// HTTP status of a service error, when the service answered.
 pub fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())

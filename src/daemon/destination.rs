@@ -231,7 +231,6 @@ impl Destination {
             .put_object()
             .bucket(&self.config.bucket)
             .key(key)
-            .if_none_match("*")
             .content_type(format.content_type())
             .body(ByteStream::from(bytes));
         for (k, v) in metadata {
@@ -242,9 +241,9 @@ impl Destination {
                 .server_side_encryption(ServerSideEncryption::AwsKms)
                 .ssekms_key_id(kms);
         }
-        match request.send().await {
-            Ok(_) => Ok(Put::Created),
-            Err(e) if aws::status(&e) == Some(412) => Ok(Put::AlreadyPresent),
+        match aws::put_if_absent(request).await {
+            Ok(true) => Ok(Put::Created),
+            Ok(false) => Ok(Put::AlreadyPresent),
             Err(e) => Err(self.error(key, aws::error_code(&e), aws::describe(&e))),
         }
     }

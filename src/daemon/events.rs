@@ -19,6 +19,23 @@ pub struct ObjectRef {
     pub size: Option<u64>,
 }
 
+impl ObjectRef {
+    /// From an event's fields: the key as encoded in events, an empty version as none.
+    fn from_event(
+        bucket: String,
+        encoded_key: &str,
+        version_id: Option<String>,
+        size: Option<u64>,
+    ) -> Result<Self, EventError> {
+        Ok(Self {
+            bucket,
+            key: decode_key(encoded_key)?,
+            version_id: version_id.filter(|v| !v.is_empty()),
+            size,
+        })
+    }
+}
+
 /// What a message asks of veil.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -113,12 +130,13 @@ fn s3_records(value: Value) -> Result<Notice, EventError> {
             ignored.push(r.event_name);
             continue;
         }
-        created.push(ObjectRef {
-            bucket: r.s3.bucket.name,
-            key: decode_key(&r.s3.object.key)?,
-            version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
-            size: r.s3.object.size,
-        });
+        let o = r.s3.object;
+        created.push(ObjectRef::from_event(
+            r.s3.bucket.name,
+            &o.key,
+            o.version_id,
+            o.size,
+        )?);
     }
     if created.is_empty() {
         Ok(Notice::Ignore(if ignored.is_empty() {
@@ -160,12 +178,13 @@ fn eventbridge(value: Value) -> Result<Notice, EventError> {
     }
     let e: BridgeEvent =
         serde_json::from_value(value).map_err(|e| EventError(format!("EventBridge event: {e}")))?;
-    Ok(Notice::Created(vec![ObjectRef {
-        bucket: e.detail.bucket.name,
-        key: decode_key(&e.detail.object.key)?,
-        version_id: e.detail.object.version_id.filter(|v| !v.is_empty()),
-        size: e.detail.object.size,
-    }]))
+    let o = e.detail.object;
+    Ok(Notice::Created(vec![ObjectRef::from_event(
+        e.detail.bucket.name,
+        &o.key,
+        o.version_id,
+        o.size,
+    )?]))
 }
 
 /// Undoes S3's form encoding of keys: `+` is a space, `%XX` a byte of UTF-8.
