@@ -9,7 +9,7 @@ mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::imageops::FilterType;
-use veil::config::{DetectorConfig, TilingOverrides};
+use veil::config::{DetectorConfig, RecallConfig};
 use veil::rendition::Rendition;
 
 const SIZES: [(&str, u32, u32); 3] = [
@@ -37,22 +37,20 @@ fn detection(c: &mut Criterion) {
     let mut group = c.benchmark_group("detect");
     group.sample_size(10);
     for model in ["yunet", "centerface", "platedet"] {
-        for (plan, tiling) in [
-            ("tiled", TilingOverrides::default()),
-            (
-                "whole",
-                TilingOverrides {
-                    tile_when: Some(1e6),
-                    ..Default::default()
-                },
-            ),
-        ] {
+        // "planned": the default guarantee (faces 10 px, plates 20 px); "whole": one pass over
+        // the whole image, as if only large objects mattered.
+        for (plan, smallest) in [("planned", None), ("whole", Some(1000.0))] {
             let mut config = common::config();
             config.detectors = vec![DetectorConfig {
                 model: model.into(),
-                tiling,
                 ..Default::default()
             }];
+            if let Some(px) = smallest {
+                config.recall = RecallConfig {
+                    face_min_px: px,
+                    plate_min_px: px,
+                };
+            }
             let mut pipeline = common::pipeline_with(&config);
             for (size, w, h) in SIZES {
                 let (rgb, _) = photo_at(w, h);

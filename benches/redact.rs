@@ -113,10 +113,10 @@ fn regions(c: &mut Criterion) {
             ),
         ];
         let mut redactor = Redactor::default();
+        let (x, y, side) = ((iw / 3) as f32, (ih / 3) as f32, side as f32);
+        let area = veil::geometry::BoxF::new(x, y, x + side, y + side);
         for (name, cfg) in methods {
-            group.bench_function(name, |b| {
-                b.iter(|| redactor.region(&mut img, (iw / 3, ih / 3, side, side), &cfg))
-            });
+            group.bench_function(name, |b| b.iter(|| redactor.region(&mut img, area, &cfg)));
         }
         group.finish();
     }

@@ -90,6 +90,29 @@ pub struct Picture {
     pub gray: bool,
 }
 
+impl Picture {
+    /// Every image a viewer could be shown, for detection: the colour planes as stored (what a
+    /// JPEG rendition or an alpha-ignoring viewer shows), and, when any pixel is translucent,
+    /// the picture composited over a white and over a black page, where an object drawn in the
+    /// alpha plane alone becomes visible.
+    pub fn views(&self) -> Vec<std::borrow::Cow<'_, RgbImage>> {
+        let mut views = vec![std::borrow::Cow::Borrowed(&self.rgb)];
+        if let Some(alpha) = self.alpha.as_ref().filter(|a| a.iter().any(|&v| v < 255)) {
+            for page in [255u16, 0] {
+                let mut over = self.rgb.clone();
+                for (p, &a) in over.pixels_mut().zip(alpha.iter()) {
+                    let a = a as u16;
+                    for c in &mut p.0 {
+                        *c = ((*c as u16 * a + page * (255 - a) + 127) / 255) as u8;
+                    }
+                }
+                views.push(std::borrow::Cow::Owned(over));
+            }
+        }
+        views
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Decoded {
     pub picture: Picture,

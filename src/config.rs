@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default = "default_detectors")]
     pub detectors: Vec<DetectorConfig>,
     #[serde(default)]
+    pub recall: RecallConfig,
+    #[serde(default)]
     pub redaction: RedactionConfig,
     #[serde(default)]
     pub limits: Limits,
@@ -55,6 +57,7 @@ impl Default for Config {
         Self {
             runtime: RuntimeConfig::default(),
             detectors: default_detectors(),
+            recall: RecallConfig::default(),
             redaction: RedactionConfig::default(),
             limits: Limits::default(),
             output: Rendition::default(),
@@ -85,9 +88,38 @@ pub struct DetectorConfig {
 pub struct TilingOverrides {
     pub whole_size: Option<u32>,
     pub tile_size: Option<u32>,
-    pub tile_when: Option<f32>,
-    pub tile_scale: Option<f32>,
-    pub overlap: Option<f32>,
+    pub min_object: Option<f32>,
+    pub overlap: Option<u32>,
+    pub max_scale: Option<f32>,
+}
+
+/// The smallest objects veil guarantees to find, in source pixels. Detection passes are planned
+/// from these sizes (see `detect::tiles`): halving one roughly quadruples that class's cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecallConfig {
+    /// Height of the smallest face.
+    pub face_min_px: f32,
+    /// Width of the smallest licence plate.
+    pub plate_min_px: f32,
+}
+
+impl Default for RecallConfig {
+    fn default() -> Self {
+        Self {
+            face_min_px: 10.0,
+            plate_min_px: 20.0,
+        }
+    }
+}
+
+impl RecallConfig {
+    pub fn smallest(&self, class: crate::detect::Class) -> f32 {
+        match class {
+            crate::detect::Class::Face => self.face_min_px,
+            crate::detect::Class::Plate => self.plate_min_px,
+        }
+    }
 }
 
 fn default_detectors() -> Vec<DetectorConfig> {
@@ -179,6 +211,14 @@ impl Config {
                 errors.push(format!("{key}.nms_iou must be in [0, 1], got {t}"));
             }
         }
+        for (key, v) in [
+            ("recall.face_min_px", self.recall.face_min_px),
+            ("recall.plate_min_px", self.recall.plate_min_px),
+        ] {
+            if !(4.0..=1000.0).contains(&v) {
+                errors.push(format!("{key} must be in [4, 1000], got {v}"));
+            }
+        }
         if self.limits.max_bytes == 0 || self.limits.max_pixels == 0 {
             errors.push("limits.max_bytes and limits.max_pixels must be positive".into());
         }
@@ -197,9 +237,9 @@ impl Config {
             let tiling = crate::detect::tiles::TilingConfig {
                 whole_size: o.whole_size.unwrap_or(defaults.tiling.whole_size),
                 tile_size: o.tile_size.unwrap_or(defaults.tiling.tile_size),
-                tile_when: o.tile_when.unwrap_or(defaults.tiling.tile_when),
-                tile_scale: o.tile_scale.unwrap_or(defaults.tiling.tile_scale),
+                min_object: o.min_object.unwrap_or(defaults.tiling.min_object),
                 overlap: o.overlap.unwrap_or(defaults.tiling.overlap),
+                max_scale: o.max_scale.unwrap_or(defaults.tiling.max_scale),
             };
             if let Err(e) = tiling.validate() {
                 errors.push(format!("detectors[{i}] ({}).tiling: {e}", d.model));
@@ -208,6 +248,7 @@ impl Config {
                 threshold: d.threshold.unwrap_or(defaults.threshold),
                 nms_iou: d.nms_iou.unwrap_or(defaults.nms_iou),
                 tiling,
+                smallest: self.recall.smallest(model.entry.class),
             };
             models.push((model, settings));
         }

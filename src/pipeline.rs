@@ -13,7 +13,7 @@ use crate::detect::{DetectError, Detection, Detector, DetectorSettings};
 use crate::manifest::{VerifiedModel, sha256_hex};
 use crate::redact::{RedactionConfig, Redactor};
 use crate::rendition::Rendition;
-use crate::report::{ModelInfo, OutputInfo, Report, Timings};
+use crate::report::{ModelInfo, ModelPlan, OutputInfo, Report, Timings};
 use crate::runtime::{Runtime, RuntimeError};
 
 /// Fraction of each detector's threshold used when checking redacted images again.
@@ -131,6 +131,27 @@ impl Pipeline {
         Ok(detections)
     }
 
+    /// Runs every detector on every view of a picture a viewer could be shown (see
+    /// [`codec::Picture::views`]): the colour planes, and for translucent pictures the
+    /// composites over a white and a black page.
+    fn detect_views(&mut self, picture: &codec::Picture) -> Result<Vec<Detection>, DetectError> {
+        let mut detections = Vec::new();
+        for view in picture.views() {
+            detections.extend(self.detect(&view)?);
+        }
+        Ok(detections)
+    }
+
+    /// Redacts detections in the colour planes and, with the same masks, in the alpha plane.
+    fn redact(&mut self, picture: &mut codec::Picture, detections: &[Detection]) {
+        self.redactor
+            .redact(&mut picture.rgb, detections, &self.redaction);
+        if let Some(alpha) = &mut picture.alpha {
+            self.redactor
+                .redact_alpha(alpha, detections, &self.redaction);
+        }
+    }
+
     /// Decodes, detects, redacts and encodes one image into each rendition.
     ///
     /// Fails closed: if any model fails on this image, no output at all is returned.
@@ -145,25 +166,26 @@ impl Pipeline {
         timings.decode_ms = ms(t);
 
         let t = Instant::now();
-        let mut detections = self.detect(&decoded.picture.rgb)?;
+        let mut picture = decoded.picture;
+        let mut detections = self.detect_views(&picture)?;
         timings.detect_ms = ms(t);
 
         let t = Instant::now();
-        let mut picture = decoded.picture;
-        self.redactor
-            .redact(&mut picture.rgb, &detections, &self.redaction);
+        self.redact(&mut picture, &detections);
         timings.redact_ms = ms(t);
 
         let t = Instant::now();
         let mut last = detections.clone();
         for pass in 1..=self.redaction.verify_passes {
-            let mut residue = self.recheck(&picture.rgb, &last)?;
+            let mut residue = Vec::new();
+            for view in picture.views() {
+                residue.extend(self.recheck(&view, &last)?);
+            }
             residue.iter_mut().for_each(|d| d.verify_pass = pass);
             if residue.is_empty() {
                 break;
             }
-            self.redactor
-                .redact(&mut picture.rgb, &residue, &self.redaction);
+            self.redact(&mut picture, &residue);
             detections.extend(residue.iter().cloned());
             last = residue;
         }
@@ -197,6 +219,16 @@ impl Pipeline {
             height: picture.rgb.height(),
             orientation: decoded.orientation,
             detections,
+            plan: self
+                .detectors
+                .iter()
+                .map(|d| ModelPlan {
+                    model: d.name.clone(),
+                    passes: crate::detect::tiles::passes(
+                        &d.plan(picture.rgb.width(), picture.rgb.height()),
+                    ),
+                })
+                .collect(),
             models: self.models.clone(),
             outputs: outputs.iter().map(|o| o.info.clone()).collect(),
             timings,

@@ -10,12 +10,16 @@
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use libblur::{AnisotropicRadius, BlurImageMut, FastBlurChannels, ThreadingPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{Class, Detection};
 use crate::geometry::BoxF;
+
+/// Smallest margin, in source pixels, added around a detected box on each side: on objects of
+/// ten-odd pixels a detector's box edges are uncertain by a pixel or two.
+pub const MIN_MARGIN_PX: f32 = 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,9 +100,14 @@ impl RedactionConfig {
         }
     }
 
-    /// The area redacted for a detection: its box grown by its class's padding.
+    /// The area redacted for a detection: its box grown by its class's padding, and by at least
+    /// [`MIN_MARGIN_PX`] on each side.
     pub fn region(&self, d: &Detection) -> BoxF {
-        d.bbox.grow(self.for_class(d.class).padding)
+        let p = self.for_class(d.class).padding;
+        let b = &d.bbox;
+        let dx = (b.width() * p).max(MIN_MARGIN_PX);
+        let dy = (b.height() * p).max(MIN_MARGIN_PX);
+        BoxF::new(b.x1 - dx, b.y1 - dy, b.x2 + dx, b.y2 + dy)
     }
 
     /// Checks every class; errors name the key, e.g. `redaction.face.padding`.
@@ -172,23 +181,46 @@ impl Redactor {
         config: &RedactionConfig,
     ) {
         for d in detections {
-            if let Some(rect) = config.region(d).pixel_rect(img.width(), img.height()) {
-                self.region(img, rect, config.for_class(d.class));
-            }
+            self.region(img, config.region(d), config.for_class(d.class));
         }
     }
 
-    /// Redacts one `(x, y, w, h)` rectangle of `img`.
-    pub fn region(
+    /// Redacts the alpha plane with the same regions as the colour planes, so that an object
+    /// drawn in transparency alone is no more visible than one drawn in colour.
+    pub fn redact_alpha(
         &mut self,
-        img: &mut RgbImage,
-        (x, y, w, h): (u32, u32, u32, u32),
-        c: &ClassRedaction,
+        alpha: &mut GrayImage,
+        detections: &[Detection],
+        config: &RedactionConfig,
     ) {
+        let (w, h) = alpha.dimensions();
+        let mut planes =
+            RgbImage::from_fn(w, h, |x, y| image::Rgb([alpha.get_pixel(x, y).0[0]; 3]));
+        self.redact(&mut planes, detections, config);
+        for (a, p) in alpha.pixels_mut().zip(planes.pixels()) {
+            a.0[0] = p.0[0];
+        }
+    }
+
+    /// Redacts `area` of `img`. The mask is laid out on the whole area, also where it reaches
+    /// past the image: an object cut by the frame is redacted as far as it shows, exactly as the
+    /// same part of a whole object would be.
+    pub fn region(&mut self, img: &mut RgbImage, area: BoxF, c: &ClassRedaction) {
+        let Some((x, y, w, h)) = area.pixel_rect(img.width(), img.height()) else {
+            return;
+        };
         let stride = img.width() as usize * 3;
         let row_len = w as usize * 3;
+        // the whole-pixel area, unclipped, and its centre and radii relative to (x, y)
+        let (fx1, fy1) = (area.x1.floor(), area.y1.floor());
+        let (fw, fh) = (area.x2.ceil() - fx1, area.y2.ceil() - fy1);
+        let (rx, ry) = (fw / 2.0, fh / 2.0);
+        let (cx, cy) = (fx1 + rx - x as f32, fy1 + ry - y as f32);
         match c.method {
-            Method::Gaussian => self.context_blur(img, (x, y, w, h), c.strength),
+            Method::Gaussian => {
+                let whole = BoxF::new(fx1, fy1, fx1 + fw, fy1 + fh);
+                self.context_blur(img, (x, y, w, h), whole, c.strength)
+            }
             Method::Pixelate => {
                 self.effect.clear();
                 for row in 0..h as usize {
@@ -196,7 +228,8 @@ impl Redactor {
                     self.effect
                         .extend_from_slice(&img.as_raw()[start..start + row_len]);
                 }
-                self.pixelate(w, h, (w.min(h) as f32 * c.strength).round().max(2.0) as u32);
+                let cell = (fw.min(fh) * c.strength).round().max(2.0) as u32;
+                self.pixelate(w, h, cell);
             }
             Method::Fill => {
                 self.effect.clear();
@@ -205,15 +238,14 @@ impl Redactor {
             }
         }
         let pixels: &mut [u8] = img;
-        let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
         for row in 0..h as usize {
             let dst = &mut pixels[(y as usize + row) * stride + x as usize * 3..][..row_len];
             let src = &self.effect[row * row_len..][..row_len];
-            let dy = (row as f32 + 0.5 - cy) / cy;
+            let dy = (row as f32 + 0.5 - cy) / ry;
             let (core, reach) = spans(c.shape, dy, c.feather);
             // columns whose centre lies within ±half of the centre, rounded inwards / outwards
             let cols = |half: f32, inward: bool| {
-                let (lo, hi) = (cx * (1.0 - half) - 0.5, cx * (1.0 + half) - 0.5);
+                let (lo, hi) = (cx - half * rx - 0.5, cx + half * rx - 0.5);
                 let (lo, hi) = if inward {
                     (lo.ceil(), hi.floor() + 1.0)
                 } else {
@@ -232,7 +264,7 @@ impl Redactor {
                 // one weight per byte, then a branch-free blend the compiler vectorises
                 self.weights.clear();
                 for col in band.clone() {
-                    let dx = (col as f32 + 0.5 - cx) / cx;
+                    let dx = (col as f32 + 0.5 - cx) / rx;
                     let a = (mask(c.shape, dx, dy, c.feather) * 256.0) as u16;
                     self.weights.extend_from_slice(&[a, a, a]);
                 }
@@ -248,20 +280,28 @@ impl Redactor {
         }
     }
 
-    /// Fills `effect` with the `w × h` region blurred with radii of `strength` × the sides of a
-    /// window around it: the blur reads the window, so the region fades into its surroundings
-    /// instead of keeping a face-shaped blob of its own average colour. Such a wide blur leaves
-    /// nothing but low frequencies, so it is computed on the window shrunk by up to
-    /// `radius / BLUR_MIN_RADIUS` (box filter) and enlarged back over the region (bilinear).
-    fn context_blur(&mut self, img: &RgbImage, (x, y, w, h): (u32, u32, u32, u32), strength: f32) {
-        let region = BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32);
-        let (wx, wy, ww, wh) = region
+    /// Fills `effect` with the visible `w × h` part of a region blurred with radii of `strength`
+    /// × the sides of a window around the whole region (`whole`, unclipped, so that a region
+    /// cut by the frame is blurred as strongly as a whole one): the blur reads the window, so the
+    /// region fades into its surroundings instead of keeping a face-shaped blob of its own
+    /// average colour. Such a wide blur leaves nothing but low frequencies, so it is computed on
+    /// the window shrunk by up to `radius / BLUR_MIN_RADIUS` (box filter) and enlarged back over
+    /// the region (bilinear).
+    fn context_blur(
+        &mut self,
+        img: &RgbImage,
+        (x, y, w, h): (u32, u32, u32, u32),
+        whole: BoxF,
+        strength: f32,
+    ) {
+        let (wx, wy, ww, wh) = whole
             .grow(BLUR_CONTEXT)
             .pixel_rect(img.width(), img.height())
             .expect("contains the region");
+        let context = 1.0 + 2.0 * BLUR_CONTEXT;
         let (rx, ry) = (
-            (ww as f32 * strength).round() as u32,
-            (wh as f32 * strength).round() as u32,
+            (whole.width() * context * strength).round() as u32,
+            (whole.height() * context * strength).round() as u32,
         );
         let shrink = (rx.min(ry) / BLUR_MIN_RADIUS).max(1);
         let (sw, sh) = (ww.div_ceil(shrink), wh.div_ceil(shrink));
@@ -451,6 +491,49 @@ mod tests {
     }
 
     #[test]
+    fn objects_cut_by_the_frame_are_masked_as_if_whole() {
+        let mut config = RedactionConfig::default();
+        config.face.method = Method::Fill;
+        config.face.colour = [9, 9, 9];
+        // a face centred on the left edge, and one centred on the top-left corner
+        for (bbox, centre) in [
+            (BoxF::new(-20.0, 40.0, 20.0, 80.0), (0, 60)),
+            (BoxF::new(-20.0, -20.0, 20.0, 20.0), (0, 0)),
+        ] {
+            let mut img = checkerboard(100, 100);
+            Redactor::default().redact(&mut img, &[detection(Class::Face, bbox)], &config);
+            let (cx, cy) = centre;
+            for (x, y) in [(cx, cy), (cx + 19, cy), (cx, cy + 19)] {
+                assert_eq!(img.get_pixel(x, y).0, [9, 9, 9], "{bbox:?}: ({x},{y})");
+            }
+        }
+    }
+
+    #[test]
+    fn the_alpha_plane_is_redacted_with_the_same_masks() {
+        let mut alpha = GrayImage::from_fn(120, 120, |x, y| {
+            image::Luma([((x / 2 + y / 2) % 2 * 255) as u8])
+        });
+        let before = alpha.clone();
+        let d = detection(Class::Face, BoxF::new(40.0, 40.0, 80.0, 80.0));
+        Redactor::default().redact_alpha(&mut alpha, &[d], &RedactionConfig::default());
+        let as_rgb = |a: &GrayImage| {
+            RgbImage::from_fn(120, 120, |x, y| image::Rgb([a.get_pixel(x, y).0[0]; 3]))
+        };
+        assert!(detail(&as_rgb(&before), (40, 40, 40, 40)) > 100.0);
+        assert!(detail(&as_rgb(&alpha), (40, 40, 40, 40)) < 15.0);
+        assert_eq!(alpha.get_pixel(2, 2), before.get_pixel(2, 2));
+    }
+
+    #[test]
+    fn small_boxes_get_a_margin_of_at_least_two_pixels() {
+        let config = RedactionConfig::default();
+        let d = detection(Class::Plate, BoxF::new(10.0, 10.0, 30.0, 14.0));
+        // 25 % of 20 px = 5 px across; 25 % of 4 px = 1 px, raised to 2
+        assert_eq!(config.region(&d), BoxF::new(5.0, 8.0, 35.0, 16.0));
+    }
+
+    #[test]
     fn shrunk_spans_never_reach_past_the_shrunk_axis() {
         for full in (2u32..3000).step_by(7) {
             for shrink in 2..40 {
@@ -482,7 +565,8 @@ mod tests {
             let (w, h) = (1 + next(400), 1 + next(300));
             let (x, y) = (next(997 - w + 1), next(601 - h + 1));
             for c in [&config.face, &config.plate] {
-                redactor.region(&mut img, (x, y, w, h), c);
+                let area = BoxF::new(x as f32, y as f32, (x + w) as f32, (y + h) as f32);
+                redactor.region(&mut img, area, c);
             }
         }
     }

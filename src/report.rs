@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Format;
+use crate::detect::tiles::Pass;
 use crate::detect::{Class, Detection, FamilyKind};
 use crate::runtime::Device;
 
@@ -13,6 +14,13 @@ pub struct ModelInfo {
     pub class: Class,
     pub sha256: String,
     pub device: Device,
+}
+
+/// The passes one model made over the image (see `detect::tiles`), finest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPlan {
+    pub model: String,
+    pub passes: Vec<Pass>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +51,8 @@ pub struct Report {
     /// EXIF orientation applied before detection (1 = none).
     pub orientation: u8,
     pub detections: Vec<Detection>,
+    /// Each model's passes over this image (scales and tiles).
+    pub plan: Vec<ModelPlan>,
     pub models: Vec<ModelInfo>,
     pub outputs: Vec<OutputInfo>,
     pub timings: Timings,

@@ -113,6 +113,17 @@ impl<'a> Outputs<'a> {
             .ok_or_else(|| format!("the model has no output named {name:?}"))
     }
 
+    /// Fails on any NaN or infinite value: a model run that produced one cannot be trusted to
+    /// have found everything (a NaN score compares as neither above nor below a threshold).
+    pub fn check_finite(&self) -> Result<(), String> {
+        for (name, a) in self.names.iter().zip(&self.arrays) {
+            if let Some(v) = a.iter().find(|v| !v.is_finite()) {
+                return Err(format!("output {name} holds a non-finite value ({v})"));
+            }
+        }
+        Ok(())
+    }
+
     pub fn at(&self, index: usize) -> Result<&ArrayViewD<'a, f32>, String> {
         self.arrays
             .get(index)
@@ -147,6 +158,8 @@ pub struct DetectorSettings {
     pub threshold: f32,
     pub nms_iou: f32,
     pub tiling: TilingConfig,
+    /// The smallest object to find, in source pixels (`recall` in the config).
+    pub smallest: f32,
 }
 
 /// One model, its session and its settings. Not shared between threads: `Session::run` needs
@@ -182,9 +195,16 @@ impl Detector {
         self.settings.threshold
     }
 
+    /// The passes this detector makes over a `width × height` image.
+    pub fn plan(&self, width: u32, height: u32) -> Vec<Tile> {
+        self.settings
+            .tiling
+            .plan(width, height, self.settings.smallest)
+    }
+
     /// Finds every object of this detector's class in `img`, in source pixels.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        let plan = self.settings.tiling.plan(img.width(), img.height());
+        let plan = self.plan(img.width(), img.height());
         self.detect_tiles(img, &plan, self.settings.threshold)
     }
 
@@ -198,7 +218,7 @@ impl Detector {
         threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
         let mut runs = Vec::new();
-        for tile in self.settings.tiling.plan(img.width(), img.height()) {
+        for tile in self.plan(img.width(), img.height()) {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = regions
                 .iter()
@@ -249,22 +269,19 @@ impl Detector {
                 score: c.score,
             }));
         }
-        let (w, h) = (img.width() as f32, img.height() as f32);
+        // Boxes keep the model's estimate of the whole object, also past the frame, so that an
+        // object cut by the edge is redacted as far as it shows.
+        let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
         Ok(nms::nms(all, self.settings.nms_iou)
             .into_iter()
+            .filter(|c| c.bbox.intersection(&frame).is_some())
             .map(|c| Detection {
                 class: self.class,
                 model: self.name.clone(),
                 score: c.score,
-                bbox: BoxF::new(
-                    c.bbox.x1.max(0.0),
-                    c.bbox.y1.max(0.0),
-                    c.bbox.x2.min(w),
-                    c.bbox.y2.min(h),
-                ),
+                bbox: c.bbox,
                 verify_pass: 0,
             })
-            .filter(|d| d.bbox.area() > 0.0)
             .collect())
     }
 
@@ -288,9 +305,38 @@ impl Detector {
                     .map_err(|e| format!("output {name}: {e}"))?,
             );
         }
-        let found = self
-            .family
-            .decode(&Outputs { names, arrays }, canvas, threshold)?;
+        let outputs = Outputs { names, arrays };
+        outputs.check_finite()?;
+        let found = self.family.decode(&outputs, canvas, threshold)?;
         Ok(nms::nms(found, self.settings.nms_iou))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    #[test]
+    fn a_nan_or_infinite_output_is_an_error() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut scores = ArrayD::<f32>::zeros(vec![1, 5, 4]);
+            scores[[0, 4, 2]] = bad;
+            let outputs = Outputs {
+                names: vec!["output0"],
+                arrays: vec![scores.view()],
+            };
+            let err = outputs.check_finite().unwrap_err();
+            assert!(
+                err.contains("output0") && err.contains("non-finite"),
+                "{err}"
+            );
+        }
+        let fine = ArrayD::<f32>::from_elem(vec![1, 5, 4], 0.5);
+        let outputs = Outputs {
+            names: vec!["output0"],
+            arrays: vec![fine.view()],
+        };
+        assert!(outputs.check_finite().is_ok());
     }
 }

@@ -1,8 +1,14 @@
 //! Which parts of an image a detector looks at, and at what scale.
 //!
-//! A detector sees a whole image downscaled to its working size, which loses small faces and
-//! plates in large photos. When the image is much larger than that, the plan adds overlapping
-//! tiles taken at full resolution (or at `tile_scale`); the merge of all passes is done by NMS.
+//! The plan follows from object sizes, not from the image size. Each class has a guaranteed
+//! smallest size in source pixels (faces 10 px high, plates 20 px wide by default) and each model
+//! a smallest size it reliably finds in its own input pixels (`min_object`, measured: see
+//! models/README.md). The finest pass is taken at the scale that shows the guaranteed size at the
+//! model's minimum, upscaling where needed, and is tiled so that neighbouring tiles share
+//! `overlap` model pixels: every object up to that size is whole in some tile. Larger objects are
+//! left to coarser passes, each at most `overlap / min_object` times coarser than the last, so
+//! that every size is covered by some pass; the coarsest pass sees the whole image at
+//! `whole_size`. NMS merges the passes.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,34 +19,35 @@ pub struct Tile {
     pub y: u32,
     pub width: u32,
     pub height: u32,
-    /// Model pixels per source pixel (≤ 1).
+    /// Model pixels per source pixel (above 1 when the pass upscales).
     pub scale: f32,
 }
 
-/// How to cover an image; every field has a per-family default.
+/// How a model covers an image; every field has a per-family default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TilingConfig {
-    /// Longest side, in model pixels, of the downscaled whole-image pass.
+    /// Longest side, in model pixels, of the coarsest pass, which sees the whole image.
     pub whole_size: u32,
     /// Side of a tile in model pixels.
     pub tile_size: u32,
-    /// Tiles are added when the image's longest side exceeds `whole_size × tile_when` / `tile_scale`.
-    pub tile_when: f32,
-    /// Model pixels per source pixel inside tiles: 1.0 is full resolution.
-    pub tile_scale: f32,
-    /// Fraction of a tile shared with its neighbour, so objects cut by one tile are whole in another.
-    pub overlap: f32,
+    /// Smallest object (face height, plate width), in model pixels, the model finds reliably.
+    pub min_object: f32,
+    /// Pixels, in model pixels, shared by neighbouring tiles: the largest object a tiled pass is
+    /// responsible for.
+    pub overlap: u32,
+    /// Largest upscale of the finest pass.
+    pub max_scale: f32,
 }
 
-/// Tiling for models that accept any input size (YuNet, CenterFace): a whole pass at 960 px,
-/// and full-resolution tiles of 1536 px once that pass shrinks the image by more than 2.
+/// Tiling for models that accept any input size (YuNet, CenterFace): tiles of 1536 px sharing
+/// 160, and a whole pass at 960 px.
 pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
     whole_size: 960,
     tile_size: 1536,
-    tile_when: 2.0,
-    tile_scale: 1.0,
-    overlap: 0.2,
+    min_object: 20.0,
+    overlap: 160,
+    max_scale: 4.0,
 };
 
 impl Tile {
@@ -54,51 +61,79 @@ impl Tile {
     }
 }
 
+/// One pass of a plan, as reported: its scale and how many tiles it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Pass {
+    pub scale: f32,
+    pub tiles: u32,
+}
+
+/// Summarises a plan pass by pass, finest first.
+pub fn passes(plan: &[Tile]) -> Vec<Pass> {
+    let mut passes: Vec<Pass> = Vec::new();
+    for t in plan {
+        match passes.last_mut() {
+            Some(p) if p.scale == t.scale => p.tiles += 1,
+            _ => passes.push(Pass {
+                scale: t.scale,
+                tiles: 1,
+            }),
+        }
+    }
+    passes
+}
+
 impl TilingConfig {
-    /// Checks the ranges; returns the name of the first field out of range and why.
+    /// Checks the ranges; returns the first problem, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.whole_size < 32 || self.tile_size < 32 {
             return Err("whole_size and tile_size must be at least 32".into());
         }
-        if !(1.0..=f32::MAX).contains(&self.tile_when) {
-            return Err("tile_when must be at least 1.0".into());
+        if !(self.min_object >= 1.0) {
+            return Err("min_object must be at least 1".into());
         }
-        if !(self.tile_scale > 0.0 && self.tile_scale <= 1.0) {
-            return Err("tile_scale must be in (0, 1]".into());
+        if !(self.overlap as f32 >= 2.0 * self.min_object && 2 * self.overlap <= self.tile_size) {
+            return Err(
+                "overlap must be at least twice min_object and at most half of tile_size".into(),
+            );
         }
-        if !(0.0..0.9).contains(&self.overlap) {
-            return Err("overlap must be in [0, 0.9)".into());
+        if !(1.0..=8.0).contains(&self.max_scale) {
+            return Err("max_scale must be in [1, 8]".into());
         }
         Ok(())
     }
 
-    /// The passes over a `width × height` image: the whole image first, then tiles if needed.
-    pub fn plan(&self, width: u32, height: u32) -> Vec<Tile> {
+    /// The passes over a `width × height` image that find every object at least `smallest`
+    /// source pixels in size: finest first, the whole image last.
+    pub fn plan(&self, width: u32, height: u32, smallest: f32) -> Vec<Tile> {
         let long = width.max(height) as f32;
-        let whole_scale = (self.whole_size as f32 / long).min(1.0);
-        let mut plan = vec![Tile {
+        let whole = self.whole_size as f32 / long;
+        let mut scale = (self.min_object / smallest.max(1.0)).min(self.max_scale);
+        let mut plan = Vec::new();
+        while long * scale > self.whole_size as f32 {
+            let side = ((self.tile_size as f32 / scale).round() as u32).max(1);
+            let shared = (self.overlap as f32 / scale).round() as u32;
+            let step = side.saturating_sub(shared).max(1);
+            for y in starts(height, side, step) {
+                for x in starts(width, side, step) {
+                    plan.push(Tile {
+                        x,
+                        y,
+                        width: side.min(width - x),
+                        height: side.min(height - y),
+                        scale,
+                    });
+                }
+            }
+            scale = (scale * self.min_object / self.overlap as f32).max(whole);
+        }
+        plan.push(Tile {
             x: 0,
             y: 0,
             width,
             height,
-            scale: whole_scale,
-        }];
-        if long * self.tile_scale <= self.whole_size as f32 * self.tile_when {
-            return plan;
-        }
-        let side = ((self.tile_size as f32 / self.tile_scale).round() as u32).max(1);
-        let step = ((side as f32 * (1.0 - self.overlap)).round() as u32).max(1);
-        for y in starts(height, side, step) {
-            for x in starts(width, side, step) {
-                plan.push(Tile {
-                    x,
-                    y,
-                    width: side.min(width - x),
-                    height: side.min(height - y),
-                    scale: self.tile_scale,
-                });
-            }
-        }
+            scale,
+        });
         plan
     }
 }
@@ -119,60 +154,122 @@ fn starts(length: u32, side: u32, step: u32) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    const CFG: TilingConfig = TilingConfig {
+    const PLATES: TilingConfig = TilingConfig {
         whole_size: 640,
         tile_size: 640,
-        tile_when: 1.5,
-        tile_scale: 1.0,
-        overlap: 0.25,
+        min_object: 16.0,
+        overlap: 128,
+        max_scale: 4.0,
     };
 
+    fn covers(tiles: &[Tile], px: u32, py: u32) -> bool {
+        tiles
+            .iter()
+            .any(|t| px >= t.x && px < t.x + t.width && py >= t.y && py < t.y + t.height)
+    }
+
     #[test]
-    fn small_images_get_one_full_resolution_pass() {
+    fn an_image_small_enough_for_the_finest_scale_gets_one_pass_at_that_scale() {
+        // 20 px plates at 16 px: scale 0.8; 640 × 0.8 fits the whole pass
         assert_eq!(
-            CFG.plan(640, 480),
+            PLATES.plan(640, 480, 20.0),
             vec![Tile {
                 x: 0,
                 y: 0,
                 width: 640,
                 height: 480,
-                scale: 1.0
+                scale: 0.8
             }]
         );
-        assert_eq!(CFG.plan(900, 600).len(), 1);
+        // faces of 10 px for a model that needs 20: a small image is upscaled twice
+        let faces = ANY_SIZE_TILING.plan(400, 300, 10.0);
+        assert_eq!(faces.len(), 1);
+        assert_eq!(faces[0].scale, 2.0);
     }
 
     #[test]
-    fn large_images_are_covered_by_overlapping_full_resolution_tiles() {
-        let plan = CFG.plan(4000, 3000);
-        assert!((plan[0].scale - 0.16).abs() < 1e-6);
-        let tiles = &plan[1..];
-        // every pixel is inside some tile
-        for (px, py) in [(0, 0), (3999, 2999), (2000, 1500), (639, 2999), (3999, 0)] {
-            assert!(
-                tiles
-                    .iter()
-                    .any(|t| px >= t.x && px < t.x + t.width && py >= t.y && py < t.y + t.height)
-            );
+    fn the_finest_pass_shows_the_smallest_object_at_the_models_minimum() {
+        for (w, h) in [(1280, 720), (1920, 1080), (4000, 3000), (720, 1280)] {
+            for smallest in [10.0, 20.0, 40.0] {
+                let plan = PLATES.plan(w, h, smallest);
+                let finest = plan.iter().map(|t| t.scale).fold(0.0, f32::max);
+                assert!(
+                    (finest * smallest - PLATES.min_object).abs() < 1e-3,
+                    "{w}x{h} {smallest}"
+                );
+                // every pixel is inside a tile of the finest pass
+                let tiles: Vec<Tile> = plan.iter().copied().filter(|t| t.scale == finest).collect();
+                for (px, py) in [
+                    (0, 0),
+                    (w - 1, h - 1),
+                    (w / 2, h / 2),
+                    (w - 1, 0),
+                    (0, h - 1),
+                ] {
+                    assert!(covers(&tiles, px, py), "{w}x{h} {smallest}: ({px},{py})");
+                }
+                // the last pass sees the whole image within whole_size
+                let last = plan.last().unwrap();
+                assert_eq!((last.width, last.height), (w, h));
+                assert!(w.max(h) as f32 * last.scale <= 640.0 + 1e-3);
+            }
         }
-        // neighbours overlap by at least a quarter of a tile, and no tile is redundant
-        let xs: Vec<u32> = tiles.iter().filter(|t| t.y == 0).map(|t| t.x).collect();
-        assert!(xs.windows(2).all(|w| w[1] - w[0] <= 480));
-        assert_eq!(xs.len(), 8, "{xs:?}");
-        assert!(
-            tiles
-                .iter()
-                .all(|t| t.width == 640 && t.height == 640 && t.scale == 1.0)
-        );
     }
 
     #[test]
-    fn tile_scale_trades_tiles_for_resolution() {
-        let half = TilingConfig {
-            tile_scale: 0.5,
-            ..CFG
+    fn every_object_size_is_whole_in_some_pass_at_or_above_the_models_minimum() {
+        for (w, h) in [
+            (1280, 720),
+            (1920, 1080),
+            (4000, 3000),
+            (3000, 4000),
+            (8000, 500),
+        ] {
+            let plan = PLATES.plan(w, h, 20.0);
+            let summary = passes(&plan);
+            // pass k sees objects from min_object / s_k up to overlap / s_k (all sizes when
+            // it is the whole image): consecutive passes leave no gap
+            for pair in summary.windows(2) {
+                let largest_fine = PLATES.overlap as f32 / pair[0].scale;
+                let smallest_coarse = PLATES.min_object / pair[1].scale;
+                assert!(
+                    smallest_coarse <= largest_fine + 1e-3,
+                    "{w}x{h}: {summary:?}"
+                );
+            }
+            // neighbouring tiles of a pass share at least `overlap` model pixels
+            for p in &summary[..summary.len() - 1] {
+                let xs: Vec<u32> = plan
+                    .iter()
+                    .filter(|t| t.scale == p.scale && t.y == 0)
+                    .map(|t| t.x)
+                    .collect();
+                let side = (PLATES.tile_size as f32 / p.scale).round() as u32;
+                let shared = (PLATES.overlap as f32 / p.scale).round() as u32;
+                assert!(
+                    xs.windows(2).all(|x| x[1] - x[0] <= side - shared),
+                    "{xs:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_1080p_frame_for_20_px_plates_takes_six_tiles_and_a_whole_pass() {
+        let summary = passes(&PLATES.plan(1920, 1080, 20.0));
+        assert_eq!(summary.len(), 2, "{summary:?}");
+        assert_eq!((summary[0].scale, summary[0].tiles), (0.8, 6));
+        assert_eq!(summary[1].tiles, 1);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(PLATES.validate().is_ok());
+        assert!(ANY_SIZE_TILING.validate().is_ok());
+        let bad = TilingConfig {
+            overlap: 20,
+            ..PLATES
         };
-        assert!(half.plan(4000, 3000).len() < CFG.plan(4000, 3000).len());
-        assert!(half.plan(4000, 3000)[1..].iter().all(|t| t.width == 1280));
+        assert!(bad.validate().unwrap_err().contains("overlap"));
     }
 }

@@ -26,15 +26,16 @@ impl Family for Yolov8 {
 
     fn defaults(&self) -> FamilyDefaults {
         // platedet ships conf 0.6; 0.3 finds every labelled plate with few false positives.
+        // Plates of 16 px (width) in its input are found reliably (models/README.md).
         FamilyDefaults {
             threshold: 0.3,
             nms_iou: 0.4,
             tiling: TilingConfig {
                 whole_size: 640,
                 tile_size: 640,
-                tile_when: 2.0,
-                tile_scale: 1.0,
-                overlap: 0.2,
+                min_object: 16.0,
+                overlap: 128,
+                max_scale: 4.0,
             },
         }
     }
