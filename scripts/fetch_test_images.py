@@ -29,6 +29,15 @@ PHOTOS = [
             ("astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
         "skimage/data/camera.png":
             ("camera.png", "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a"),
+        # backgrounds without faces or plates, for the small-object set (tests/common/smallset.rs)
+        "skimage/data/motorcycle_left.png":
+            ("motorcycle_left.png", "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179"),
+        "skimage/data/coffee.png":
+            ("coffee.png", "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7"),
+        "skimage/data/rocket.jpg":
+            ("rocket.jpg", "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c"),
+        "skimage/data/ihc.png":
+            ("ihc.png", "f8dd1aa387ddd1f49d8ad13b50921b237df8e9b262606d258770687b0ef93cef"),
     }),
     ("fast-alpr==0.4.0", ["--no-binary=:all:"], {
         "assets/test_image.png":

@@ -123,7 +123,7 @@ impl RecallConfig {
 }
 
 fn default_detectors() -> Vec<DetectorConfig> {
-    ["yunet", "platedet"]
+    ["centerface", "platedet"]
         .map(|m| DetectorConfig {
             model: m.into(),
             ..Default::default()
@@ -314,7 +314,7 @@ mod tests {
                 .iter()
                 .map(|d| d.model.as_str())
                 .collect::<Vec<_>>(),
-            ["yunet", "platedet"]
+            ["centerface", "platedet"]
         );
         assert_eq!(c.output.jpeg_quality, 90);
     }

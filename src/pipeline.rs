@@ -133,13 +133,36 @@ impl Pipeline {
 
     /// Runs every detector on every view of a picture a viewer could be shown (see
     /// [`codec::Picture::views`]): the colour planes, and for translucent pictures the
-    /// composites over a white and a black page.
+    /// composites over a white and a black page. Each view is first extended by its mirror
+    /// image over twice the smallest guaranteed object size, so that an object cut by the frame
+    /// is seen whole; boxes are mapped back and kept when they reach into the frame.
     fn detect_views(&mut self, picture: &codec::Picture) -> Result<Vec<Detection>, DetectError> {
+        let margin = self.edge_margin();
+        let (w, h) = picture.rgb.dimensions();
+        let frame = crate::geometry::BoxF::new(0.0, 0.0, w as f32, h as f32);
+        let shift = margin as f32;
         let mut detections = Vec::new();
         for view in picture.views() {
-            detections.extend(self.detect(&view)?);
+            let padded = crate::detect::input::reflect_pad(&view, margin);
+            for mut d in self.detect(&padded)? {
+                d.bbox = crate::geometry::BoxF::new(
+                    d.bbox.x1 - shift,
+                    d.bbox.y1 - shift,
+                    d.bbox.x2 - shift,
+                    d.bbox.y2 - shift,
+                );
+                if d.bbox.intersection(&frame).is_some() {
+                    detections.push(d);
+                }
+            }
         }
         Ok(detections)
+    }
+
+    /// Mirrored border added around an image for detection (see `detect_views`).
+    fn edge_margin(&self) -> u32 {
+        let smallest = self.detectors.iter().map(|d| d.smallest()).fold(0.0, f32::max);
+        (2.0 * smallest).ceil() as u32
     }
 
     /// Redacts detections in the colour planes and, with the same masks, in the alpha plane.

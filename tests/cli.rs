@@ -156,12 +156,12 @@ fn models_verify_passes_on_the_installed_models_and_a_tampered_model_stops_veil(
 
     let models = tmp.path().join("models");
     std::fs::create_dir(&models).unwrap();
-    for f in ["manifest.toml", "yunet.onnx", "platedet.onnx"] {
+    for f in ["manifest.toml", "centerface.onnx", "platedet.onnx"] {
         std::fs::copy(root().join("models").join(f), models.join(f)).unwrap();
     }
-    let mut tampered = std::fs::read(models.join("yunet.onnx")).unwrap();
+    let mut tampered = std::fs::read(models.join("centerface.onnx")).unwrap();
     tampered.push(0);
-    std::fs::write(models.join("yunet.onnx"), tampered).unwrap();
+    std::fs::write(models.join("centerface.onnx"), tampered).unwrap();
     let cfg = write_config(tmp.path(), &models);
     let run = anonymise(
         &cfg,
@@ -172,7 +172,7 @@ fn models_verify_passes_on_the_installed_models_and_a_tampered_model_stops_veil(
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("yunet.onnx")
+        stderr.contains("centerface.onnx")
             && stderr.contains("sha256")
             && stderr.contains("scripts/setup.sh"),
         "{stderr}"

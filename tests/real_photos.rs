@@ -94,27 +94,6 @@ fn the_plate_in_a_street_photo_is_blurred_and_not_found_again() {
     assert_eq!(again.count(Class::Plate), 0, "{:?}", again.detections);
 }
 
-/// Reads a YOLO-OBB label file: "class x1 y1 x2 y2 x3 y3 x4 y4" in normalised coordinates.
-fn labelled_plates(label: &std::path::Path, w: u32, h: u32) -> Vec<BoxF> {
-    std::fs::read_to_string(label)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Vec<f32> = l
-                .split_whitespace()
-                .skip(1)
-                .map(|t| t.parse().unwrap())
-                .collect();
-            let xs = v.iter().step_by(2).map(|x| x * w as f32);
-            let ys = v.iter().skip(1).step_by(2).map(|y| y * h as f32);
-            let (x1, x2) = xs.fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(x), b.max(x)));
-            let (y1, y2) = ys.fold((f32::MAX, f32::MIN), |(a, b), y| (a.min(y), b.max(y)));
-            BoxF::new(x1, y1, x2, y2)
-        })
-        .collect()
-}
-
 #[test]
 fn labelled_plates_are_found_with_high_recall_and_all_redacted() {
     let mut pipeline = pipeline_with(&config());

@@ -126,6 +126,24 @@ impl Preparer {
     }
 }
 
+/// `img` extended by `margin` pixels on every side with its own mirror image. An object cut by
+/// the frame then shows whole (half of it real, half mirrored) to a detector that would not
+/// recognise half an object.
+pub fn reflect_pad(img: &RgbImage, margin: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let mirror = |v: i64, len: u32| -> u32 {
+        let period = 2 * len as i64;
+        let m = v.rem_euclid(period);
+        (if m < len as i64 { m } else { period - 1 - m }) as u32
+    };
+    RgbImage::from_fn(w + 2 * margin, h + 2 * margin, |x, y| {
+        *img.get_pixel(
+            mirror(x as i64 - margin as i64, w),
+            mirror(y as i64 - margin as i64, h),
+        )
+    })
+}
+
 fn scaled(w: u32, h: u32, s: f32) -> (u32, u32) {
     (
         ((w as f32 * s).round() as u32).max(1),
@@ -178,6 +196,17 @@ mod tests {
             -1.0,
             "columns right of the tile are padding"
         );
+    }
+
+    #[test]
+    fn reflect_padding_mirrors_the_edges() {
+        let img = RgbImage::from_fn(4, 3, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        let p = reflect_pad(&img, 2);
+        assert_eq!(p.dimensions(), (8, 7));
+        assert_eq!(p.get_pixel(2, 2).0, [0, 0, 0], "the source starts at the margin");
+        assert_eq!(p.get_pixel(1, 2).0, [0, 0, 0], "first column mirrored");
+        assert_eq!(p.get_pixel(0, 0).0, [1, 1, 0]);
+        assert_eq!(p.get_pixel(7, 6).0, [2, 1, 0]);
     }
 
     #[test]

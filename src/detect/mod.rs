@@ -191,6 +191,11 @@ impl Detector {
         }
     }
 
+    /// The smallest object this detector must find, in source pixels.
+    pub fn smallest(&self) -> f32 {
+        self.settings.smallest
+    }
+
     pub fn threshold(&self) -> f32 {
         self.settings.threshold
     }

@@ -41,11 +41,11 @@ pub struct TilingConfig {
 }
 
 /// Tiling for models that accept any input size (YuNet, CenterFace): tiles of 1536 px sharing
-/// 160, and a whole pass at 960 px.
+/// 160, and a whole pass at 960 px. `min_object` is each family's own (models/README.md).
 pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
     whole_size: 960,
     tile_size: 1536,
-    min_object: 20.0,
+    min_object: 32.0,
     overlap: 160,
     max_scale: 4.0,
 };
@@ -89,7 +89,7 @@ impl TilingConfig {
         if self.whole_size < 32 || self.tile_size < 32 {
             return Err("whole_size and tile_size must be at least 32".into());
         }
-        if !(self.min_object >= 1.0) {
+        if self.min_object.is_nan() || self.min_object < 1.0 {
             return Err("min_object must be at least 1".into());
         }
         if !(self.overlap as f32 >= 2.0 * self.min_object && 2 * self.overlap <= self.tile_size) {
@@ -110,22 +110,28 @@ impl TilingConfig {
         let whole = self.whole_size as f32 / long;
         let mut scale = (self.min_object / smallest.max(1.0)).min(self.max_scale);
         let mut plan = Vec::new();
-        while long * scale > self.whole_size as f32 {
+        // half a pixel of slack, so that a pass that fits exactly is not tiled for a rounding
+        while long * scale > self.whole_size as f32 + 0.5 {
             let side = ((self.tile_size as f32 / scale).round() as u32).max(1);
             let shared = (self.overlap as f32 / scale).round() as u32;
-            let step = side.saturating_sub(shared).max(1);
-            for y in starts(height, side, step) {
-                for x in starts(width, side, step) {
+            let (tw, xs) = spans(width, side, shared);
+            let (th, ys) = spans(height, side, shared);
+            for &y in &ys {
+                for &x in &xs {
                     plan.push(Tile {
                         x,
                         y,
-                        width: side.min(width - x),
-                        height: side.min(height - y),
+                        width: tw,
+                        height: th,
                         scale,
                     });
                 }
             }
-            scale = (scale * self.min_object / self.overlap as f32).max(whole);
+            scale *= self.min_object / self.overlap as f32;
+            if scale <= whole {
+                scale = whole;
+                break;
+            }
         }
         plan.push(Tile {
             x: 0,
@@ -138,16 +144,23 @@ impl TilingConfig {
     }
 }
 
-/// Tile origins along one axis: the fewest tiles whose neighbours overlap by at least
-/// `side - step` pixels, spread evenly from one edge to the other.
-fn starts(length: u32, side: u32, step: u32) -> Vec<u32> {
+/// Tiles along one axis of `length`: the fewest tiles of at most `side` pixels whose
+/// neighbours share at least `shared`, all of one size and spread evenly from edge to edge (a
+/// model that takes any input size then wastes nothing on padding). Returns (size, origins).
+fn spans(length: u32, side: u32, shared: u32) -> (u32, Vec<u32>) {
     if length <= side {
-        return vec![0];
+        return (length, vec![0]);
     }
-    let gaps = (length - side).div_ceil(step);
-    (0..=gaps)
-        .map(|i| ((length - side) as u64 * i as u64 / gaps as u64) as u32)
-        .collect()
+    let step = side.saturating_sub(shared).max(1);
+    let n = (length - shared).div_ceil(step).max(2);
+    // one pixel more than the exact share, so that rounding the origins never loses overlap
+    let size = ((length + (n - 1) * shared).div_ceil(n) + 1)
+        .min(side)
+        .min(length);
+    let origins = (0..n)
+        .map(|i| ((length - size) as u64 * i as u64 / (n - 1) as u64) as u32)
+        .collect();
+    (size, origins)
 }
 
 #[cfg(test)]
@@ -182,7 +195,11 @@ mod tests {
             }]
         );
         // faces of 10 px for a model that needs 20: a small image is upscaled twice
-        let faces = ANY_SIZE_TILING.plan(400, 300, 10.0);
+        let twenty = TilingConfig {
+            min_object: 20.0,
+            ..ANY_SIZE_TILING
+        };
+        let faces = twenty.plan(400, 300, 10.0);
         assert_eq!(faces.len(), 1);
         assert_eq!(faces[0].scale, 2.0);
     }
@@ -239,16 +256,16 @@ mod tests {
             }
             // neighbouring tiles of a pass share at least `overlap` model pixels
             for p in &summary[..summary.len() - 1] {
-                let xs: Vec<u32> = plan
+                let row: Vec<&Tile> = plan
                     .iter()
                     .filter(|t| t.scale == p.scale && t.y == 0)
-                    .map(|t| t.x)
                     .collect();
-                let side = (PLATES.tile_size as f32 / p.scale).round() as u32;
                 let shared = (PLATES.overlap as f32 / p.scale).round() as u32;
+                let side = (PLATES.tile_size as f32 / p.scale).round() as u32;
+                assert!(row.iter().all(|t| t.width <= side));
                 assert!(
-                    xs.windows(2).all(|x| x[1] - x[0] <= side - shared),
-                    "{xs:?}"
+                    row.windows(2).all(|t| t[0].x + t[0].width >= t[1].x + shared),
+                    "{row:?}"
                 );
             }
         }
@@ -256,6 +273,7 @@ mod tests {
 
     #[test]
     fn a_1080p_frame_for_20_px_plates_takes_six_tiles_and_a_whole_pass() {
+        // at 0.8, 1536 × 864 model pixels: 3 × 2 tiles of at most 640 sharing 128
         let summary = passes(&PLATES.plan(1920, 1080, 20.0));
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert_eq!((summary[0].scale, summary[0].tiles), (0.8, 6));

@@ -1,7 +1,7 @@
 //! YuNet (OpenCV's face detector, 2023mar): BGR 0..255 input, one prior per cell at strides 8/16/32.
 
 use super::input::{Canvas, ChannelOrder, InputSpec};
-use super::tiles::ANY_SIZE_TILING;
+use super::tiles::{ANY_SIZE_TILING, TilingConfig};
 use super::{Candidate, Family, FamilyDefaults, Outputs};
 use crate::geometry::BoxF;
 
@@ -25,7 +25,12 @@ impl Family for YuNet {
         FamilyDefaults {
             threshold: 0.5,
             nms_iou: 0.3,
-            tiling: ANY_SIZE_TILING,
+            // on faces cut out of their surroundings YuNet needs 64 px (models/README.md)
+            tiling: TilingConfig {
+                min_object: 64.0,
+                overlap: 192,
+                ..ANY_SIZE_TILING
+            },
         }
     }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod cloud;
+pub mod smallset;
 
 use std::path::{Path, PathBuf};
 
@@ -119,6 +120,27 @@ pub fn assert_redacted(before: &RgbImage, after: &RgbImage, b: &BoxF, what: &str
         d1 < 0.25 * d0,
         "{what}: detail in {b:?} went from {d0:.2} to {d1:.2} only"
     );
+}
+
+/// Reads a YOLO-OBB label file: "class x1 y1 x2 y2 x3 y3 x4 y4" in normalised coordinates.
+pub fn labelled_plates(label: &Path, w: u32, h: u32) -> Vec<BoxF> {
+    std::fs::read_to_string(label)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Vec<f32> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|t| t.parse().unwrap())
+                .collect();
+            let xs = v.iter().step_by(2).map(|x| x * w as f32);
+            let ys = v.iter().skip(1).step_by(2).map(|y| y * h as f32);
+            let (x1, x2) = xs.fold((f32::MAX, f32::MIN), |(a, b), x| (a.min(x), b.max(x)));
+            let (y1, y2) = ys.fold((f32::MAX, f32::MIN), |(a, b), y| (a.min(y), b.max(y)));
+            BoxF::new(x1, y1, x2, y2)
+        })
+        .collect()
 }
 
 pub fn rgb(bytes: &[u8]) -> RgbImage {

@@ -1,0 +1,58 @@
+//! Recall per size bucket on the small-object set (tests/common/smallset.rs), and the time each
+//! configuration takes for it, side by side in one run: the default (CenterFace + platedet,
+//! planned from `[recall]`), YuNet instead of CenterFace, and the plan of earlier releases
+//! (objects assumed to be at least 48 px: a whole pass and few tiles). Prints a table;
+//! scripts/bench.sh runs it. Needs the runtime, models and photos of scripts/prepare.sh.
+//!
+//! `cargo bench --bench recall` (in test mode, `cargo test --benches`, it runs only the default).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::smallset;
+use veil::config::{Config, RecallConfig};
+
+fn configs(full: bool) -> Vec<(&'static str, Config)> {
+    let mut list = vec![("default (centerface + platedet)", common::config())];
+    if full {
+        let mut yunet = common::config();
+        yunet.detectors[0].model = "yunet".into();
+        list.push(("yunet + platedet", yunet));
+        let mut coarse = common::config();
+        coarse.recall = RecallConfig {
+            face_min_px: 48.0,
+            plate_min_px: 48.0,
+        };
+        list.push(("default models, 48 px plan", coarse));
+    }
+    list
+}
+
+fn main() {
+    // criterion-style flag: `cargo bench` passes --bench; `cargo test --benches` does not
+    let full = std::env::args().any(|a| a == "--bench");
+    let threads = 2;
+    for (name, config) in configs(full) {
+        let engine = config.engine().expect("models load (run scripts/prepare.sh)");
+        let t = Instant::now();
+        let eval = smallset::evaluate(&engine, threads);
+        let wall = t.elapsed().as_secs_f64();
+        assert!(!eval.buckets.is_empty(), "the set is empty: test photos missing?");
+        println!("\nrecall on the small-object set: {name} ({threads} workers, {wall:.1} s wall)");
+        println!("| bucket | covered | recall |\n| --- | --- | --- |");
+        for (bucket, (covered, total)) in &eval.buckets {
+            println!(
+                "| {bucket} | {covered}/{total} | {:.3} |",
+                *covered as f64 / *total as f64
+            );
+        }
+        let mut seconds = eval.seconds;
+        seconds.sort_by(|a, b| a.0.cmp(&b.0));
+        println!("| image | anonymise s |\n| --- | --- |");
+        for (case, s) in seconds {
+            println!("| {case} | {s:.2} |");
+        }
+    }
+}
