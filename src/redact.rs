@@ -87,7 +87,7 @@ impl Default for RedactionConfig {
                 feather: 0.3,
                 colour: [0, 0, 0],
             },
-            verify_passes: 0,
+            verify_passes: 1,
         }
     }
 }

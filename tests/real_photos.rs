@@ -153,7 +153,7 @@ fn large_images_keep_small_faces_through_tiles() {
         )
         .unwrap();
     let mut c = config();
-    c.detectors.retain(|d| d.model == "yunet");
+    c.detectors.retain(|d| d.model == "centerface");
     let report = pipeline_with(&c).anonymise(&bytes, &[]).unwrap().report;
     let (_, faces) = known_faces()
         .into_iter()
