@@ -35,11 +35,16 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let threads = 2;
     for (name, config) in configs(full) {
-        let engine = config.engine().expect("models load (run scripts/prepare.sh)");
+        let engine = config
+            .engine()
+            .expect("models load (run scripts/prepare.sh)");
         let t = Instant::now();
         let eval = smallset::evaluate(&engine, threads);
         let wall = t.elapsed().as_secs_f64();
-        assert!(!eval.buckets.is_empty(), "the set is empty: test photos missing?");
+        assert!(
+            !eval.buckets.is_empty(),
+            "the set is empty: test photos missing?"
+        );
         println!("\nrecall on the small-object set: {name} ({threads} workers, {wall:.1} s wall)");
         println!("| bucket | covered | recall |\n| --- | --- | --- |");
         for (bucket, (covered, total)) in &eval.buckets {

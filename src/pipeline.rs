@@ -161,7 +161,11 @@ impl Pipeline {
 
     /// Mirrored border added around an image for detection (see `detect_views`).
     fn edge_margin(&self) -> u32 {
-        let smallest = self.detectors.iter().map(|d| d.smallest()).fold(0.0, f32::max);
+        let smallest = self
+            .detectors
+            .iter()
+            .map(|d| d.smallest())
+            .fold(0.0, f32::max);
         (2.0 * smallest).ceil() as u32
     }
 

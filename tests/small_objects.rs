@@ -122,4 +122,3 @@ fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults()
         );
     }
 }
-

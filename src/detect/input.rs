@@ -203,7 +203,11 @@ mod tests {
         let img = RgbImage::from_fn(4, 3, |x, y| image::Rgb([x as u8, y as u8, 0]));
         let p = reflect_pad(&img, 2);
         assert_eq!(p.dimensions(), (8, 7));
-        assert_eq!(p.get_pixel(2, 2).0, [0, 0, 0], "the source starts at the margin");
+        assert_eq!(
+            p.get_pixel(2, 2).0,
+            [0, 0, 0],
+            "the source starts at the margin"
+        );
         assert_eq!(p.get_pixel(1, 2).0, [0, 0, 0], "first column mirrored");
         assert_eq!(p.get_pixel(0, 0).0, [1, 1, 0]);
         assert_eq!(p.get_pixel(7, 6).0, [2, 1, 0]);

@@ -264,7 +264,8 @@ mod tests {
                 let side = (PLATES.tile_size as f32 / p.scale).round() as u32;
                 assert!(row.iter().all(|t| t.width <= side));
                 assert!(
-                    row.windows(2).all(|t| t[0].x + t[0].width >= t[1].x + shared),
+                    row.windows(2)
+                        .all(|t| t[0].x + t[0].width >= t[1].x + shared),
                     "{row:?}"
                 );
             }
