@@ -4,7 +4,8 @@
 //! (objects assumed to be at least 48 px: a whole pass and few tiles). Prints a table;
 //! scripts/bench.sh runs it. Needs the runtime, models and photos of scripts/prepare.sh.
 //!
-//! `cargo bench --bench recall` (in test mode, `cargo test --benches`, it runs only the default).
+//! `cargo bench --bench recall`. In test mode (`cargo test --benches`) it does nothing: the same
+//! evaluation of the default configuration runs in tests/small_objects.rs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -14,9 +15,9 @@ use std::time::Instant;
 use common::smallset;
 use veil::config::{Config, RecallConfig};
 
-fn configs(full: bool) -> Vec<(&'static str, Config)> {
+fn configs() -> Vec<(&'static str, Config)> {
     let mut list = vec![("default (centerface + platedet)", common::config())];
-    if full {
+    {
         let mut yunet = common::config();
         yunet.detectors[0].model = "yunet".into();
         list.push(("yunet + platedet", yunet));
@@ -32,9 +33,12 @@ fn configs(full: bool) -> Vec<(&'static str, Config)> {
 
 fn main() {
     // criterion-style flag: `cargo bench` passes --bench; `cargo test --benches` does not
-    let full = std::env::args().any(|a| a == "--bench");
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("recall: run with `cargo bench --bench recall`");
+        return;
+    }
     let threads = 2;
-    for (name, config) in configs(full) {
+    for (name, config) in configs() {
         let engine = config
             .engine()
             .expect("models load (run scripts/prepare.sh)");
