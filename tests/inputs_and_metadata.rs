@@ -46,16 +46,7 @@ fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
         .unwrap()
         .crop_imm(0, 0, 512, 400)
         .to_rgb8();
-    let stored = image::imageops::rotate270(&display);
-    let mut jpeg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpeg, 95)
-        .encode(
-            stored.as_raw(),
-            stored.width() as u16,
-            stored.height() as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .unwrap();
+    let jpeg = jpeg(&image::imageops::rotate270(&display), 95);
     let mut exif = b"Exif\0\0".to_vec();
     exif.extend(exif_with_orientation_6_and_gps());
     let mut input = jpeg[..2].to_vec();

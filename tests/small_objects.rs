@@ -57,7 +57,7 @@ fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
     assert_eq!(covered_fraction(&case, &blurred_boxes(&case, 0.3)), 1.0);
     let weak = covered_fraction(&case, &blurred_boxes(&case, 0.04));
     assert_eq!(weak, 0.0, "σ = 0.04 × short side covers {weak:.2}");
-    let jpeg = rgb(&image_jpeg(&case.views[0], 90));
+    let jpeg = rgb(&jpeg(&case.views[0], 90));
     assert_eq!(covered_fraction(&case, &jpeg), 0.0);
     let mut noisy = case.views[0].clone();
     let mut state = 1u32;
@@ -67,19 +67,6 @@ fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
         p.0 = p.0.map(|c| (c as i32 + n).clamp(0, 255) as u8);
     }
     assert_eq!(covered_fraction(&case, &noisy), 0.0);
-}
-
-fn image_jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    jpeg_encoder::Encoder::new(&mut out, quality)
-        .encode(
-            img.as_raw(),
-            img.width() as u16,
-            img.height() as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .unwrap();
-    out
 }
 
 /// What the default configuration covers per size bucket (measured: README "Small objects"),

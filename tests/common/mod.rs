@@ -143,6 +143,20 @@ pub fn labelled_plates(label: &Path, w: u32, h: u32) -> Vec<BoxF> {
         .collect()
 }
 
+/// `img` as a JPEG of the given quality, with no metadata.
+pub fn jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, quality)
+        .encode(
+            img.as_raw(),
+            img.width() as u16,
+            img.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    out
+}
+
 pub fn rgb(bytes: &[u8]) -> RgbImage {
     image::load_from_memory(bytes)
         .expect("output decodes")

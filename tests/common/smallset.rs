@@ -275,16 +275,7 @@ pub fn png(img: &image::DynamicImage) -> Vec<u8> {
 
 /// A JPEG of `display` stored a quarter turn anticlockwise, tagged with EXIF orientation 6.
 fn sideways_jpeg(display: &RgbImage) -> Vec<u8> {
-    let stored = imageops::rotate270(display);
-    let mut jpeg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpeg, 95)
-        .encode(
-            stored.as_raw(),
-            stored.width() as u16,
-            stored.height() as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .unwrap();
+    let jpeg = super::jpeg(&imageops::rotate270(display), 95);
     // TIFF header, IFD0 with one entry: Orientation (SHORT) = 6
     let mut exif = b"Exif\0\0II\x2a\x00\x08\x00\x00\x00\x01\x00".to_vec();
     exif.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]);
