@@ -145,12 +145,7 @@ impl Pipeline {
         for view in picture.views() {
             let padded = crate::detect::input::reflect_pad(&view, margin);
             for mut d in self.detect(&padded)? {
-                d.bbox = crate::geometry::BoxF::new(
-                    d.bbox.x1 - shift,
-                    d.bbox.y1 - shift,
-                    d.bbox.x2 - shift,
-                    d.bbox.y2 - shift,
-                );
+                d.bbox = d.bbox.unscale((1.0, 1.0), (-shift, -shift));
                 if d.bbox.intersection(&frame).is_some() {
                     detections.push(d);
                 }
