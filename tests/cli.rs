@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::smallset::{Plane, coverage};
 use common::*;
 
 fn veil(config: &Path) -> Command {
@@ -86,9 +87,25 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
     let leftovers: Vec<_> = walkdir::WalkDir::new(&out)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.path().to_string_lossy().ends_with(".veil-partial"))
+        .filter(|e| e.path().to_string_lossy().ends_with(".partial"))
         .collect();
     assert!(leftovers.is_empty());
+    // The copy itself: every known face of t1 is obscured by the coverage rule.
+    let before = Plane::new(&rgb(&photo("t1.jpg")));
+    let after = Plane::new(&rgb(&std::fs::read(out.join("sub/t1.jpg")).unwrap()));
+    let (_, faces) = known_faces()
+        .into_iter()
+        .find(|(f, _)| f == "t1.jpg")
+        .unwrap();
+    for face in faces {
+        let c = coverage(&before, &after, &face.into()).unwrap();
+        assert!(
+            c.covered(),
+            "face {face:?}: {:.2} obscured, {:.2} of its detail gone",
+            c.obscured,
+            c.energy_gone
+        );
+    }
 
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&report)
         .unwrap()
@@ -135,6 +152,29 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
             .unwrap()
             .contains("cannot be decoded")
     );
+}
+
+#[test]
+fn inputs_whose_copies_would_land_on_the_same_path_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cam in ["cam1", "cam2"] {
+        std::fs::create_dir_all(tmp.path().join(cam)).unwrap();
+        std::fs::write(tmp.path().join(cam).join("0001.jpg"), photo("t1.jpg")).unwrap();
+    }
+    let out = tmp.path().join("clean");
+    let cfg = write_config(tmp.path(), &root().join("models"));
+    let run = veil(&cfg)
+        .arg("anonymise")
+        .arg(tmp.path().join("cam1"))
+        .arg(tmp.path().join("cam2"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("would both be written to"), "{stderr}");
+    assert!(!out.exists(), "nothing is written");
 }
 
 #[test]

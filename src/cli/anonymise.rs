@@ -3,13 +3,17 @@
 //! Folders are walked recursively and their relative paths kept under DIR. Each worker thread
 //! owns a pipeline (its own ONNX Runtime sessions). An image that fails is reported and skipped;
 //! the others are still processed, and the exit code says that something failed. Outputs are
-//! written to a temporary name and renamed, so a crash never leaves a half-written image.
+//! written to a fresh temporary file (created exclusively, under a random name, so it can neither
+//! be shared by two workers nor follow a planted symlink) and renamed, so a crash never leaves a
+//! half-written image. Two inputs whose copies would land at the same path are refused before
+//! any work starts, so that no copy silently replaces another.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -100,6 +104,8 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
         return Err(ConfigError::Invalid(errors).into());
     }
     let jobs = collect(&args.inputs).map_err(anyhow::Error::msg)?;
+    refuse_collisions(&jobs, &args.out, config.output.format).map_err(anyhow::Error::msg)?;
+    let claimed = Mutex::new(HashSet::new());
     let engine = config.engine()?;
     let workers = args
         .workers
@@ -129,10 +135,14 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     std::thread::scope(|s| {
         for mut pipeline in pipelines {
             let tx = tx.clone();
-            let (jobs, next, out, rendition) = (&jobs, &next, &args.out, &config.output);
+            let (jobs, next, rendition) = (&jobs, &next, &config.output);
+            let target = Target {
+                out: &args.out,
+                claimed: &claimed,
+            };
             s.spawn(move || {
                 while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let result = process(&mut pipeline, job, out, rendition);
+                    let result = process(&mut pipeline, job, &target, rendition);
                     if tx.send((job, result)).is_err() {
                         break;
                     }
@@ -193,11 +203,17 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Where copies go: the output folder, and the paths written so far in this run.
+struct Target<'a> {
+    out: &'a Path,
+    claimed: &'a Mutex<HashSet<PathBuf>>,
+}
+
 /// Anonymises one file and writes its copy; returns the output path and the report.
 fn process(
     pipeline: &mut Pipeline,
     job: &Job,
-    out: &Path,
+    target: &Target,
     rendition: &veil::rendition::Rendition,
 ) -> Result<(PathBuf, Report), String> {
     let bytes = std::fs::read(&job.input).map_err(|e| format!("cannot read: {e}"))?;
@@ -205,10 +221,18 @@ fn process(
         .anonymise(&bytes, std::slice::from_ref(rendition))
         .map_err(|e| e.to_string())?;
     let output = &result.outputs[0];
-    let path = output_path(out, &job.relative, output.info.format);
+    let path = output_path(target.out, &job.relative, output.info.format);
     if same_file(&path, &job.input) {
         return Err(format!(
             "refusing to overwrite the input with its copy at {}",
+            path.display()
+        ));
+    }
+    // A file whose content is not what its extension says gets the extension of its format,
+    // which the plan made before decoding could not foresee: never let it replace another copy.
+    if !target.claimed.lock().expect("lock").insert(path.clone()) {
+        return Err(format!(
+            "its copy would replace another input's copy at {}",
             path.display()
         ));
     }
@@ -247,17 +271,49 @@ fn create(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::File::create(path)
 }
 
+/// Writes `bytes` to a new temporary file beside `path` and renames it over `path`. The
+/// temporary file is created exclusively under a random name (never shared, never a symlink
+/// followed) and removed if anything fails; the rename replaces a link at `path`, not its target.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".veil-")
+        .suffix(".partial")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
+}
+
+/// The output path each job will have when the format is known before decoding: the forced
+/// format, or the one its extension names.
+fn planned_output(out: &Path, job: &Job, forced: Option<Format>) -> Option<PathBuf> {
+    let format = forced.or_else(|| extension_format(&job.input))?;
+    Some(output_path(out, &job.relative, format))
+}
+
+/// Refuses a run in which two inputs would be written to the same output path (two input
+/// folders with the same file names, or `x.jpg` and `x.png` with `--format jpeg`).
+fn refuse_collisions(jobs: &[Job], out: &Path, forced: Option<Format>) -> Result<(), String> {
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    for job in jobs {
+        let Some(path) = planned_output(out, job, forced) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(path.clone(), &job.input) {
+            return Err(format!(
+                "{} and {} would both be written to {}: give them separate --out folders, or \
+                 pass the folder that holds both",
+                first.display(),
+                job.input.display(),
+                path.display()
+            ));
+        }
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".veil-partial");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    Ok(())
 }
 
 /// Expands the inputs: files as given, folders walked for image files, in a stable order.
@@ -298,6 +354,54 @@ fn collect(inputs: &[PathBuf]) -> Result<Vec<Job>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(input: &str, relative: &str) -> Job {
+        Job {
+            input: PathBuf::from(input),
+            relative: PathBuf::from(relative),
+        }
+    }
+
+    #[test]
+    fn inputs_whose_copies_would_share_a_path_are_refused() {
+        let out = Path::new("/o");
+        let folders = [
+            job("cam1/0001.jpg", "0001.jpg"),
+            job("cam2/0001.jpg", "0001.jpg"),
+        ];
+        let err = refuse_collisions(&folders, out, None).unwrap_err();
+        assert!(
+            err.contains("cam1/0001.jpg") && err.contains("cam2/0001.jpg"),
+            "{err}"
+        );
+        assert!(err.contains("/o/0001.jpg"), "{err}");
+        let formats = [job("x.jpg", "x.jpg"), job("x.png", "x.png")];
+        assert!(refuse_collisions(&formats, out, None).is_ok());
+        assert!(refuse_collisions(&formats, out, Some(Format::Jpeg)).is_err());
+        let tree = [job("a/1.jpg", "a/1.jpg"), job("b/1.jpg", "b/1.jpg")];
+        assert!(refuse_collisions(&tree, out, Some(Format::Png)).is_ok());
+    }
+
+    #[test]
+    fn copies_are_written_through_a_fresh_file_never_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep me").unwrap();
+        let path = dir.path().join("x.jpg");
+        // The temporary name of earlier versions, and the output itself, as links.
+        std::os::unix::fs::symlink(&victim, dir.path().join("x.jpg.veil-partial")).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomically(&path, b"copy").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(std::fs::read(&path).unwrap(), b"copy");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
 
     #[test]
     fn output_paths_keep_relative_folders_and_fix_the_extension() {
