@@ -6,7 +6,7 @@ receives), audit bucket, the IAM user veil runs as, and an admin user for upload
 training / inference / analytics (222.../333.../444...): one bucket each and a writer role that
 may only s3:PutObject under anonymised/ in that bucket, assumable with an external id.
 
-Usage: seed_emulator.py ENDPOINT [--localstack] [--no-enforce]. Prints a JSON description
+Usage: seed_emulator.py ENDPOINT [--localstack] [--no-enforce] [--unversioned-raw]. Prints a JSON description
 (endpoint, credentials, queue URLs, buckets) on stdout. Only boto3 is needed.
 """
 
@@ -70,7 +70,8 @@ def seed(endpoint):
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     s3.create_bucket(Bucket=RAW_BUCKET)
-    s3.put_bucket_versioning(Bucket=RAW_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    if "--unversioned-raw" not in sys.argv:
+        s3.put_bucket_versioning(Bucket=RAW_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     s3.create_bucket(Bucket=AUDIT_BUCKET)
     s3.put_bucket_notification_configuration(
         Bucket=RAW_BUCKET,
@@ -122,7 +123,9 @@ def seed(endpoint):
             # Lets S3 answer 404 (not 403) for an object that is gone, and check-config reach it.
             {"Effect": "Allow", "Action": "s3:ListBucket",
              "Resource": [f"arn:aws:s3:::{RAW_BUCKET}", f"arn:aws:s3:::{AUDIT_BUCKET}"]},
-            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{AUDIT_BUCKET}/*"},
+            # Records are written create-only and read back to find what an earlier attempt stored.
+            {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"],
+             "Resource": f"arn:aws:s3:::{AUDIT_BUCKET}/*"},
             {"Effect": "Allow", "Action": "sts:AssumeRole",
              "Resource": [r["role_arn"] for r in roles.values()]},
         ],

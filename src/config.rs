@@ -5,7 +5,8 @@
 //!
 //! Environment variables override the file, for containers: `VEIL__SECTION__KEY=value` sets
 //! `section.key` (`VEIL__INGEST__QUEUE_URL`, `VEIL__DESTINATIONS__0__ROLE_ARN`). The value is read
-//! as a TOML value when it is one (`8`, `true`, `[1, 2]`) and as a string otherwise.
+//! as a TOML value when it is one (`8`, `true`, `[1, 2]`) and as a string otherwise, and always as
+//! a string where it replaces a string of the file (`VEIL__DESTINATIONS__0__ACCOUNT_ID=222222222222`).
 
 use std::path::{Path, PathBuf};
 
@@ -268,7 +269,7 @@ fn apply_override(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), 
         .unwrap_or_else(|| toml::Value::String(raw.into()));
     let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
     let mut root = toml::Value::Table(std::mem::take(table));
-    let result = set_path(&mut root, &segments, value);
+    let result = set_path(&mut root, &segments, value, raw);
     if let toml::Value::Table(t) = root {
         *table = t;
     }
@@ -276,9 +277,17 @@ fn apply_override(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), 
 }
 
 /// Walks sections by name and lists of sections by index, creating missing sections.
-fn set_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+fn set_path(
+    node: &mut toml::Value,
+    path: &[String],
+    value: toml::Value,
+    raw: &str,
+) -> Result<(), String> {
     let Some((seg, rest)) = path.split_first() else {
-        *node = value;
+        *node = match node {
+            toml::Value::String(_) => toml::Value::String(raw.into()),
+            _ => value,
+        };
         return Ok(());
     };
     let child = match node {
@@ -299,7 +308,7 @@ fn set_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Resu
         }
         _ => return Err(format!("{seg:?} is inside a value that is not a section")),
     };
-    set_path(child, rest, value)
+    set_path(child, rest, value, raw)
 }
 
 #[cfg(test)]
@@ -362,6 +371,22 @@ mod tests {
         assert_eq!(ingest.queue_url, "http://q");
         assert_eq!(ingest.sources[0].bucket, "raw");
         assert_eq!(c.destinations[0].bucket, "other-bucket");
+    }
+
+    #[test]
+    fn numeric_looking_overrides_of_text_keys_stay_text() {
+        let text = "[[destinations]]\nname = \"a\"\naccount_id = \"111111111111\"\nrole_arn = \"r\"\nbucket = \"b\"\nexternal_id = \"x\"\n[[destinations]]\nname = \"b\"\nrole_arn = \"r\"\nbucket = \"c\"\n";
+        let env = [
+            ("VEIL__DESTINATIONS__0__ACCOUNT_ID", "222222222222"),
+            ("VEIL__DESTINATIONS__0__EXTERNAL_ID", "12345"),
+            // Not in the file: read as a number, and an account id accepts one.
+            ("VEIL__DESTINATIONS__1__ACCOUNT_ID", "333333333333"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::parse_with(text, env.into_iter()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.destinations[0].account_id, "222222222222");
+        assert_eq!(c.destinations[0].external_id.as_deref(), Some("12345"));
+        assert_eq!(c.destinations[1].account_id, "333333333333");
     }
 
     #[test]

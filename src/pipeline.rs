@@ -67,16 +67,21 @@ impl Engine {
         }
     }
 
-    /// Identifies what this engine does to an image: veil's version, each model's sha256 and
-    /// settings, and the redaction settings, hashed. The daemon puts it in destination keys, so a
-    /// changed pipeline writes new copies instead of being taken for work already done.
-    pub fn fingerprint(&self) -> String {
+    /// What this engine does to an image, as text: veil's version, each model's sha256 and
+    /// settings, the redaction settings, and the ONNX Runtime build and threads (a different
+    /// runtime can round scores differently, and so blur differently).
+    fn description(&self) -> String {
         let mut text = format!("veil {}\n", env!("CARGO_PKG_VERSION"));
         for (model, settings) in &self.models {
             text += &format!("{} {settings:?}\n", model.entry.sha256);
         }
-        text += &format!("{:?}", self.redaction);
-        sha256_hex(text.as_bytes())[..16].to_string()
+        text += &format!("{:?}\n", self.redaction);
+        text += &format!(
+            "{}\nintra_threads {}\n",
+            ort::info(),
+            self.runtime.config().intra_threads
+        );
+        text
     }
 
     /// A pipeline with its own sessions, for one worker thread.
@@ -101,7 +106,13 @@ impl Engine {
                 device,
             });
         }
+        let devices: Vec<_> = infos.iter().map(|i| format!("{:?}", i.device)).collect();
+        let fingerprint =
+            sha256_hex(format!("{}devices {}", self.description(), devices.join(",")).as_bytes())
+                [..16]
+                .to_string();
         Ok(Pipeline {
+            fingerprint,
             detectors,
             models: infos,
             redaction: self.redaction,
@@ -113,6 +124,7 @@ impl Engine {
 }
 
 pub struct Pipeline {
+    fingerprint: String,
     detectors: Vec<Detector>,
     models: Vec<ModelInfo>,
     redaction: RedactionConfig,
@@ -122,6 +134,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Identifies what this pipeline does to an image: veil's version, the models and settings,
+    /// the ONNX Runtime build, threads and the device each model actually runs on, hashed. The
+    /// daemon puts it in destination keys, so a changed pipeline writes new copies instead of
+    /// being taken for work already done.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     /// Runs every detector on decoded pixels.
     pub fn detect(&mut self, rgb: &image::RgbImage) -> Result<Vec<Detection>, DetectError> {
         let mut detections = Vec::new();

@@ -82,8 +82,11 @@ async fn wait_anonymised(daemon: &Daemon, objects: f64) {
     .await;
 }
 
+/// One destination with its copies: (destination, [(key, bytes)]).
+type Copies = (String, Vec<(String, Vec<u8>)>);
+
 /// The copies in each destination bucket, read with that account's admin.
-async fn copies(moto: &Emulator) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+async fn copies(moto: &Emulator) -> Vec<Copies> {
     let mut all = Vec::new();
     for d in DESTINATIONS {
         let s3 = moto.s3(moto.who(d));
@@ -214,6 +217,15 @@ async fn a_street_photo_reaches_every_account_anonymised_and_the_raw_object_is_d
     assert_eq!(audited, hashes);
     assert_eq!(audit["models"].as_array().unwrap().len(), 2);
 
+    // Logs show the key only hashed (keys can hold names; logs leave the account).
+    let log = daemon.log_text();
+    let hashed = format!(
+        "key-sha256:{}",
+        &veil::manifest::sha256_hex(key.as_bytes())[..16]
+    );
+    assert!(log.contains(&hashed), "{log}");
+    assert!(!log.contains("Zo"), "the raw key is in the log");
+
     // The raw object (its only version) is gone, the queue is empty, the metrics moved.
     assert_eq!(raw_versions(&moto).await, 0);
     let sqs = moto.sqs(moto.who("ingest"));
@@ -342,6 +354,16 @@ async fn a_denied_destination_keeps_the_message_and_the_retry_does_not_duplicate
         1,
         "the raw object is kept while a copy is missing"
     );
+    // The copies that landed are on record although the object is not done.
+    let attempts = audit_records(&moto).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let (key, attempt) = &attempts[0];
+    assert!(key.contains(".attempt-"), "{key}");
+    assert_eq!(attempt["complete"], false);
+    assert_eq!(attempt["failed"][0]["destination"], "analytics");
+    assert_eq!(attempt["failed"][0]["code"], "AccessDenied");
+    assert_eq!(attempt["failed"][0]["account_id"], "444444444444");
+    assert_eq!(audited_hashes(attempt), stored_hashes(&before[..2]));
     assert_eq!(
         daemon.metric(&sample("messages_failed_total", "reason=\"destination\"")),
         1.0
@@ -361,18 +383,67 @@ async fn a_denied_destination_keeps_the_message_and_the_retry_does_not_duplicate
     }
     assert_eq!(after[2].1.len(), 1, "analytics got its copy on retry");
     assert_eq!(raw_versions(&moto).await, 0);
+    // The final record describes what is stored, also for the copies written the first time.
+    let records = audit_records(&moto).await;
+    let done: Vec<_> = records
+        .iter()
+        .filter(|(k, _)| !k.contains(".attempt-"))
+        .collect();
+    assert_eq!(done.len(), 1, "{records:?}");
+    assert_eq!(done[0].1["complete"], true);
+    assert_eq!(audited_hashes(&done[0].1), stored_hashes(&after));
     let sqs = moto.sqs(moto.who("ingest"));
     assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
     assert_eq!(queue_depth(&sqs, &moto.str("/dlq_url")).await, 0);
 }
 
+/// Every audit record: (key, JSON).
+async fn audit_records(moto: &Emulator) -> Vec<(String, serde_json::Value)> {
+    let ingest = moto.s3(moto.who("ingest"));
+    let mut records = Vec::new();
+    for k in keys(&ingest, "veil-audit", "veil-audit/").await {
+        let bytes = get(&ingest, "veil-audit", &k).await;
+        records.push((k, serde_json::from_slice(&bytes).unwrap()));
+    }
+    records
+}
+
+/// (destination, key, sha256) of each copy a record lists.
+fn audited_hashes(record: &serde_json::Value) -> Vec<(String, String, String)> {
+    record["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |f: &str| {
+                c[f].as_str()
+                    .unwrap_or_else(|| panic!("{f} in {c}"))
+                    .to_string()
+            };
+            (s("destination"), s("key"), s("sha256"))
+        })
+        .collect()
+}
+
+/// (destination, key, sha256) of each stored copy.
+fn stored_hashes(copies: &[Copies]) -> Vec<(String, String, String)> {
+    copies
+        .iter()
+        .flat_map(|(d, objects)| {
+            objects
+                .iter()
+                .map(|(k, b)| (d.clone(), k.clone(), veil::manifest::sha256_hex(b)))
+        })
+        .collect()
+}
+
 /// An S3 notification body for one object, as S3 would send it (URL-encoded key).
-fn s3_notification(key_encoded: &str) -> String {
+fn s3_notification(key_encoded: &str, etag: &str) -> String {
     serde_json::json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventTime": "2026-11-28T10:00:00.000Z", "eventName": "ObjectCreated:Put",
         "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "veil-raw"},
-            "object": {"key": key_encoded, "size": 1000}}}]})
+            "object": {"key": key_encoded, "size": 1000, "eTag": etag}}}]})
     .to_string()
 }
 
@@ -406,7 +477,7 @@ async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
     let moto = Emulator::moto();
     let daemon = Daemon::start(&moto, &[("WORKER__IN_FLIGHT", "4")]);
     let ingest = moto.s3(moto.who("ingest"));
-    put(
+    let etag = put(
         &ingest,
         "veil-raw",
         "dup/car.png",
@@ -417,8 +488,8 @@ async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
     send(
         &moto,
         &[
-            s3_notification("dup%2Fcar.png"),
-            s3_notification("dup/car.png"),
+            s3_notification("dup%2Fcar.png", &etag),
+            s3_notification("dup/car.png", &etag),
         ],
     )
     .await;
@@ -540,12 +611,12 @@ async fn sns_eventbridge_and_test_events_and_unusual_keys_are_understood() {
     stop_notifications(&moto).await;
     let sns_key = "cam 2/ünïcode photo+1.png";
     let bridge_key = "street/frame 001 é.jpg";
-    put(&ingest, "veil-raw", sns_key, photo("astronaut.png")).await;
-    put(&ingest, "veil-raw", bridge_key, photo("t1.jpg")).await;
+    let sns_etag = put(&ingest, "veil-raw", sns_key, photo("astronaut.png")).await;
+    let bridge_etag = put(&ingest, "veil-raw", bridge_key, photo("t1.jpg")).await;
     let sns = serde_json::json!({
         "Type": "Notification", "MessageId": "m1",
         "TopicArn": "arn:aws:sns:us-east-1:111111111111:raw", "Subject": "Amazon S3 Notification",
-        "Message": s3_notification("cam+2/%C3%BCn%C3%AFcode+photo%2B1.png"),
+        "Message": s3_notification("cam+2/%C3%BCn%C3%AFcode+photo%2B1.png", &sns_etag),
         "Timestamp": "2026-11-28T10:00:00.000Z", "SignatureVersion": "1"})
     .to_string();
     let bridge = serde_json::json!({
@@ -553,7 +624,7 @@ async fn sns_eventbridge_and_test_events_and_unusual_keys_are_understood() {
         "account": "111111111111", "time": "2026-11-28T10:00:00Z", "region": "us-east-1",
         "resources": ["arn:aws:s3:::veil-raw"],
         "detail": {"version": "0", "bucket": {"name": "veil-raw"},
-            "object": {"key": "street/frame%20001%20%C3%A9.jpg", "size": 1000, "etag": "x"},
+            "object": {"key": "street/frame%20001%20%C3%A9.jpg", "size": 1000, "etag": bridge_etag},
             "reason": "PutObject"}})
     .to_string();
     let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-28T10:00:00.000Z","Bucket":"veil-raw","RequestId":"r","HostId":"h"}"#;
@@ -649,6 +720,67 @@ async fn copies_are_encrypted_with_the_destinations_kms_key_when_configured() {
     assert_eq!(head.content_type(), Some("image/png"));
 }
 
+/// A JPEG of t1.jpg's six faces at 2560×1772: several seconds of detection.
+fn big_photo() -> Vec<u8> {
+    let big = image::DynamicImage::ImageRgb8(rgb(&photo("t1.jpg"))).resize_exact(
+        2560,
+        1772,
+        image::imageops::FilterType::Triangle,
+    );
+    jpeg(&big.to_rgb8(), 90)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_overwritten_while_processed_is_not_deleted_unread_and_a_vanished_one_is_not_acknowledged()
+ {
+    // Unversioned: the delete can only tell the two uploads apart by their ETags.
+    let moto = Emulator::moto_seeded(&["--unversioned-raw"]);
+    let daemon = Daemon::start(
+        &moto,
+        &[("WORKER__IN_FLIGHT", "1"), ("WORKER__RETRY_DELAY_S", "1")],
+    );
+    daemon.ready().await;
+    let ingest = moto.s3(moto.who("ingest"));
+    let key = "cam7/latest.jpg";
+    put(&ingest, "veil-raw", key, big_photo()).await;
+    // While the first upload is being anonymised, the camera replaces it.
+    wait_metric(
+        &daemon,
+        &sample("stage_seconds_count", "stage=\"download\""),
+        1.0,
+    )
+    .await;
+    put(&ingest, "veil-raw", key, photo("fast_alpr_car.png")).await;
+    assert_eq!(
+        daemon.metric(&sample("stage_seconds_count", "stage=\"detect\"")),
+        0.0,
+        "the first upload was finished before it was replaced: the race was not set up"
+    );
+
+    // Both uploads are anonymised; the second is deleted only after its own copies exist.
+    wait_anonymised(&daemon, 2.0).await;
+    wait_depth(&moto, "/queue_url", 0).await;
+    for (d, objects) in copies(&moto).await {
+        assert_eq!(objects.len(), 2, "{d}");
+    }
+    assert!(keys(&ingest, "veil-raw", "").await.is_empty());
+    let done = audit_records(&moto).await;
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(done.iter().all(|(_, r)| r["complete"] == true));
+
+    // A notification for an object that vanished unprocessed is not taken as done.
+    send(&moto, &[s3_notification("never%2Fseen.jpg", "0123abcd")]).await;
+    wait_depth(&moto, "/dlq_url", 1).await;
+    assert_eq!(
+        daemon.metric(&sample("messages_failed_total", "reason=\"missing\"")),
+        3.0
+    );
+    assert_eq!(
+        daemon.metric(&sample("objects_total", "outcome=\"already_done\"")),
+        0.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_keeps_a_slow_object_from_being_delivered_twice() {
     let moto = Emulator::moto();
@@ -661,19 +793,8 @@ async fn the_heartbeat_keeps_a_slow_object_from_being_delivered_twice() {
             ("WORKER__IN_FLIGHT", "4"),
         ],
     );
-    let big = image::DynamicImage::ImageRgb8(rgb(&photo("t1.jpg"))).resize_exact(
-        2560,
-        1772,
-        image::imageops::FilterType::Triangle,
-    );
-    let mut jpeg = Vec::new();
-    big.write_to(
-        &mut std::io::Cursor::new(&mut jpeg),
-        image::ImageFormat::Jpeg,
-    )
-    .unwrap();
     let ingest = moto.s3(moto.who("ingest"));
-    put(&ingest, "veil-raw", "slow/big.jpg", jpeg).await;
+    put(&ingest, "veil-raw", "slow/big.jpg", big_photo()).await;
     daemon.ready().await;
     wait_anonymised(&daemon, 1.0).await;
     let detect = daemon.metric(&sample("stage_seconds_sum", "stage=\"detect\""));
@@ -697,6 +818,69 @@ async fn an_unreachable_queue_keeps_veil_alive_but_not_ready_and_it_still_stops_
     let status = daemon.terminate(Duration::from_secs(30));
     assert!(status.success(), "veil exited with {status}");
     assert!(daemon.log_text().contains("cannot receive from the queue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_models_load_stops_veil_at_once() {
+    let moto = Emulator::moto();
+    // Sixteen pipelines: seconds of model loading, during which the endpoints already answer.
+    let mut daemon = Daemon::start(&moto, &[("WORKER__PIPELINES", "16")]);
+    wait_for("the health endpoint", LIMIT, || async {
+        (daemon.status("/healthz") == Some(200)).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let status = daemon.terminate(Duration::from_secs(30));
+    let log = daemon.log_text();
+    assert!(
+        !log.contains("veil daemon started"),
+        "the models had loaded before the signal: the case was not set up"
+    );
+    assert!(status.success(), "veil exited with {status}: {log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "veil took {:?} to stop",
+        started.elapsed()
+    );
+    assert!(log.contains("stopped while starting"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_endpoint_closes_idle_connections_and_caps_how_many_it_holds() {
+    use std::io::Read;
+    let moto = Emulator::moto();
+    let daemon = Daemon::start(&moto, &[]);
+    daemon.ready().await;
+    let addr = daemon.metrics_url.trim_start_matches("http://").to_string();
+    // Clients that connect and never send a request.
+    let mut idle: Vec<std::net::TcpStream> = (0..48)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let closed = |idle: &mut Vec<std::net::TcpStream>| {
+        idle.iter_mut()
+            .map(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                match c.read(&mut [0u8; 16]) {
+                    Ok(n) => n == 0,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                }
+            })
+            .filter(|&closed| closed)
+            .count()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_once = closed(&mut idle);
+    assert!(
+        at_once >= 48 - 32,
+        "only {at_once} of 48 idle connections were refused at once"
+    );
+    // The others are closed when their time is up, and scrapes are served again.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(closed(&mut idle), 48);
+    assert_eq!(daemon.status("/metrics"), Some(200));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -738,7 +922,7 @@ async fn s3_on_a_store_that_is_not_aws_beside_sqs_and_sts_on_the_emulator() {
     ] {
         s3.create_bucket().bucket(b).send().await.unwrap();
     }
-    put(
+    let etag = put(
         &s3,
         "veil-raw",
         "cam 3/street+1.png",
@@ -746,7 +930,7 @@ async fn s3_on_a_store_that_is_not_aws_beside_sqs_and_sts_on_the_emulator() {
     )
     .await;
     // SeaweedFS sends no notifications: deliver the one S3 would have sent.
-    send(&moto, &[s3_notification("cam+3/street%2B1.png")]).await;
+    send(&moto, &[s3_notification("cam+3/street%2B1.png", &etag)]).await;
     let daemon = Daemon::start(&moto, &[("INGEST__ENDPOINTS__S3", store.endpoint.as_str())]);
     daemon.ready().await;
     wait_anonymised(&daemon, 1.0).await;
@@ -773,8 +957,8 @@ async fn every_record_is_attempted_and_failed_or_unreadable_messages_end_in_the_
     let moto = Emulator::moto();
     stop_notifications(&moto).await;
     let ingest = moto.s3(moto.who("ingest"));
-    put(&ingest, "veil-raw", "multi/notes.txt", b"no image".to_vec()).await;
-    put(
+    let notes = put(&ingest, "veil-raw", "multi/notes.txt", b"no image".to_vec()).await;
+    let car = put(
         &ingest,
         "veil-raw",
         "multi/car.png",
@@ -782,8 +966,9 @@ async fn every_record_is_attempted_and_failed_or_unreadable_messages_end_in_the_
     )
     .await;
     let mut body: serde_json::Value =
-        serde_json::from_str(&s3_notification("multi/notes.txt")).unwrap();
-    let good: serde_json::Value = serde_json::from_str(&s3_notification("multi/car.png")).unwrap();
+        serde_json::from_str(&s3_notification("multi/notes.txt", &notes)).unwrap();
+    let good: serde_json::Value =
+        serde_json::from_str(&s3_notification("multi/car.png", &car)).unwrap();
     body["Records"]
         .as_array_mut()
         .unwrap()

@@ -170,3 +170,16 @@ fn large_images_keep_small_faces_through_tiles() {
         );
     }
 }
+
+#[test]
+fn the_pipeline_fingerprint_names_the_runtime_threads_and_settings() {
+    let fingerprint = |c: &veil::config::Config| pipeline_with(c).fingerprint().to_string();
+    let base = config();
+    assert_eq!(fingerprint(&base), fingerprint(&base), "deterministic");
+    let mut threads = config();
+    threads.runtime.intra_threads = 2;
+    assert_ne!(fingerprint(&base), fingerprint(&threads));
+    let mut margin = config();
+    margin.redaction.face.padding += 0.05;
+    assert_ne!(fingerprint(&base), fingerprint(&margin));
+}

@@ -16,13 +16,23 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
+        // Handlers first: veil is PID 1 in its container, where a signal without a handler is
+        // ignored, and loading the models takes seconds.
+        let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
+        tokio::pin!(shutdown);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut endpoints_stop = stop_rx.clone();
-        let daemon = Daemon::start(&config, settings, async move {
+        let start = Daemon::start(&config, settings, async move {
             let _ = endpoints_stop.wait_for(|stop| *stop).await;
-        })
-        .await?;
-        daemon.run(shutdown_signal()).await;
+        });
+        let daemon = tokio::select! {
+            daemon = start => daemon?,
+            () = &mut shutdown => {
+                tracing::info!("stopped while starting: nothing was received yet");
+                return anyhow::Ok(());
+            }
+        };
+        daemon.run(shutdown).await;
         let _ = stop_tx.send(true);
         anyhow::Ok(())
     });
@@ -32,12 +42,16 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Resolves on the first SIGTERM (ECS stopping the task) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+/// Installs the SIGTERM (ECS stopping the task) and SIGINT (Ctrl-C) handlers now; the returned
+/// future resolves on the first of them.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

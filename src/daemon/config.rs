@@ -71,6 +71,9 @@ impl SourceRule {
 pub struct DestinationConfig {
     /// Short name used in logs, metrics and the audit record (e.g. "training").
     pub name: String,
+    /// Twelve digits. Written as a number (an environment override, or a file without quotes), it
+    /// is read as its digits.
+    #[serde(deserialize_with = "digits")]
     pub account_id: String,
     /// The writer role in the destination account; veil assumes it for every PUT.
     pub role_arn: String,
@@ -86,6 +89,20 @@ pub struct DestinationConfig {
     pub rendition: Rendition,
     /// Full ARN of the KMS key for SSE-KMS (an alias would resolve in the wrong account).
     pub sse_kms_key_arn: Option<String>,
+}
+
+/// A string, or an integer read as its decimal digits.
+fn digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Digits {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Digits::deserialize(d)? {
+        Digits::Text(t) => t,
+        Digits::Number(n) => n.to_string(),
+    })
 }
 
 fn default_key_template() -> String {
@@ -147,17 +164,36 @@ pub struct WorkerConfig {
     /// Visibility timeout veil sets on a message it works on, renewed every `heartbeat_s`.
     pub visibility_timeout_s: u64,
     pub heartbeat_s: u64,
-    /// After a failure, the message becomes visible again this much later.
+    /// After the first failure, the message becomes visible again this much later; each further
+    /// failure of the same message doubles the delay (from its receive count), up to
+    /// `retry_max_delay_s`, so that a downstream outage of minutes does not exhaust the queue's
+    /// maxReceiveCount and push every message into the dead-letter queue.
     pub retry_delay_s: u64,
+    pub retry_max_delay_s: u64,
     /// Long-poll wait of each receive (at most 20).
     pub receive_wait_s: u64,
     /// On SIGTERM/SIGINT, how long in-flight objects may take to finish. Keep it below the
     /// container's stop timeout (ECS: 30 s by default).
     pub shutdown_grace_s: u64,
-    /// Seconds an assumed-role session lasts (role chaining allows at most 3600).
+    /// Seconds an assumed-role session lasts: 900 to 43200 (STS's bounds, and the writer role's
+    /// MaxSessionDuration). When veil's own credentials are an assumed role (an ECS task role),
+    /// STS caps chained sessions at 3600.
     pub role_session_s: u64,
     /// Timeout of every AWS call, in seconds.
     pub aws_timeout_s: u64,
+    /// Show object keys as they are in logs and error messages. Off by default: keys can hold
+    /// names or plates, and logs usually leave the account; keys are then shown hashed.
+    pub log_raw_keys: bool,
+}
+
+impl WorkerConfig {
+    /// The visibility delay after the `receive_count`-th failed receive of a message:
+    /// `retry_delay_s`, doubled for each earlier receive, at most `retry_max_delay_s`.
+    pub fn retry_delay(&self, receive_count: u32) -> std::time::Duration {
+        let doublings = receive_count.saturating_sub(1).min(16);
+        let delay = self.retry_delay_s.saturating_mul(1 << doublings);
+        std::time::Duration::from_secs(delay.min(self.retry_max_delay_s))
+    }
 }
 
 impl Default for WorkerConfig {
@@ -168,10 +204,12 @@ impl Default for WorkerConfig {
             visibility_timeout_s: 300,
             heartbeat_s: 60,
             retry_delay_s: 30,
+            retry_max_delay_s: 900,
             receive_wait_s: 20,
             shutdown_grace_s: 25,
             role_session_s: 3600,
             aws_timeout_s: 60,
+            log_raw_keys: false,
         }
     }
 }
@@ -247,7 +285,8 @@ impl DaemonConfig {
                 Err(e) => errors.push(format!("{key}.key_template: {e}")),
             }
         }
-        errors.extend(validate_worker(&config.worker));
+        let custom_sts = ingest.as_ref().is_some_and(|i| i.endpoints().sts.is_some());
+        errors.extend(validate_worker(&config.worker, custom_sts));
         let metrics_listen = config.metrics.listen.parse::<SocketAddr>();
         if metrics_listen.is_err() {
             errors.push(format!(
@@ -323,10 +362,13 @@ fn validate_destination(key: &str, d: &DestinationConfig, sources: &[SourceRule]
             d.account_id
         ));
     }
-    let role_prefix = format!("arn:aws:iam::{}:role/", d.account_id);
-    if !d.role_arn.starts_with(&role_prefix) || d.role_arn.len() == role_prefix.len() {
+    let role_of_account = partition(&d.role_arn).is_some_and(|p| {
+        let prefix = format!("arn:{p}:iam::{}:role/", d.account_id);
+        d.role_arn.starts_with(&prefix) && d.role_arn.len() > prefix.len()
+    });
+    if !role_of_account {
         errors.push(format!(
-            "{key}.role_arn: {:?} is not a role of account {}",
+            "{key}.role_arn: {:?} is not a role of account {} (arn:PARTITION:iam::ACCOUNT:role/NAME)",
             d.role_arn, d.account_id
         ));
     }
@@ -340,16 +382,26 @@ fn validate_destination(key: &str, d: &DestinationConfig, sources: &[SourceRule]
         ));
     }
     if let Some(k) = &d.sse_kms_key_arn
-        && !(k.starts_with("arn:aws:kms:") && k.contains(":key/"))
+        && !partition(k)
+            .is_some_and(|p| k.starts_with(&format!("arn:{p}:kms:")) && k.contains(":key/"))
     {
         errors.push(format!(
-            "{key}.sse_kms_key_arn: {k:?} is not a full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID); an alias would resolve in the ingest account"
+            "{key}.sse_kms_key_arn: {k:?} is not a full key ARN (arn:PARTITION:kms:REGION:ACCOUNT:key/ID); an alias would resolve in the ingest account"
+        ));
+    }
+    if let (Some(role), Some(k)) = (
+        partition(&d.role_arn),
+        d.sse_kms_key_arn.as_deref().and_then(partition),
+    ) && role != k
+    {
+        errors.push(format!(
+            "{key}.sse_kms_key_arn: partition {k} differs from the role's ({role})"
         ));
     }
     errors
 }
 
-fn validate_worker(w: &WorkerConfig) -> Vec<String> {
+fn validate_worker(w: &WorkerConfig, custom_sts: bool) -> Vec<String> {
     let mut errors = Vec::new();
     if w.pipelines == Some(0) || w.in_flight == Some(0) {
         errors.push("worker.pipelines and worker.in_flight must be at least 1".into());
@@ -363,14 +415,21 @@ fn validate_worker(w: &WorkerConfig) -> Vec<String> {
             w.visibility_timeout_s
         ));
     }
-    if w.retry_delay_s > 43_200 {
-        errors.push("worker.retry_delay_s must be at most 43200".into());
+    if w.retry_delay_s > w.retry_max_delay_s || w.retry_max_delay_s > 43_200 {
+        errors.push(
+            "worker.retry_delay_s must be at most retry_max_delay_s, and that at most 43200 (SQS's limit)"
+                .into(),
+        );
     }
     if w.receive_wait_s > 20 {
         errors.push("worker.receive_wait_s must be at most 20 (SQS's limit)".into());
     }
-    if !(1..=43_200).contains(&w.role_session_s) {
-        errors.push("worker.role_session_s must be in 1..=43200".into());
+    // STS refuses sessions under 15 minutes; an emulator (a custom STS endpoint) may allow them.
+    let shortest = if custom_sts { 1 } else { 900 };
+    if !(shortest..=43_200).contains(&w.role_session_s) {
+        errors.push(format!(
+            "worker.role_session_s must be in {shortest}..=43200 (STS's limits)"
+        ));
     }
     if w.aws_timeout_s <= w.receive_wait_s {
         errors.push(format!(
@@ -379,6 +438,15 @@ fn validate_worker(w: &WorkerConfig) -> Vec<String> {
         ));
     }
     errors
+}
+
+/// The AWS partitions veil knows: commercial, China, GovCloud, and the isolated regions.
+const PARTITIONS: [&str; 5] = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
+
+/// The partition of an ARN, if it is one of [`PARTITIONS`].
+fn partition(arn: &str) -> Option<&'static str> {
+    let p = arn.strip_prefix("arn:")?.split(':').next()?;
+    PARTITIONS.iter().copied().find(|&known| known == p)
 }
 
 /// S3's bucket naming rules, enough to catch typos and ARNs pasted in place of names.
@@ -438,6 +506,69 @@ mod tests {
         ] {
             assert!(errors.contains(key), "{key} missing from:\n{errors}");
         }
+    }
+
+    #[test]
+    fn role_sessions_follow_sts_limits_unless_sts_is_an_emulator() {
+        let mut c = load("veil.example.toml");
+        for (session, ok) in [
+            (899, false),
+            (900, true),
+            (3600, true),
+            (43_200, true),
+            (43_201, false),
+        ] {
+            c.worker.role_session_s = session;
+            let result = DaemonConfig::from_config(&c);
+            assert_eq!(result.is_ok(), ok, "{session}: {result:?}");
+        }
+        let mut local = load("local.toml");
+        local.worker.role_session_s = 4;
+        assert!(DaemonConfig::from_config(&local).is_ok());
+    }
+
+    #[test]
+    fn arns_of_every_partition_are_accepted_and_mixed_partitions_refused() {
+        let mut c = load("veil.example.toml");
+        for p in ["aws", "aws-cn", "aws-us-gov"] {
+            let d = &mut c.destinations[0];
+            d.role_arn = format!("arn:{p}:iam::{}:role/veil-writer", d.account_id);
+            d.sse_kms_key_arn = Some(format!(
+                "arn:{p}:kms:cn-north-1:{}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                d.account_id
+            ));
+            let result = DaemonConfig::from_config(&c);
+            assert!(result.is_ok(), "{p}: {result:?}");
+        }
+        c.destinations[0].role_arn = format!(
+            "arn:aws:iam::{}:role/veil-writer",
+            c.destinations[0].account_id
+        );
+        let errors = DaemonConfig::from_config(&c).unwrap_err().join("\n");
+        assert!(errors.contains("partition aws-us-gov differs"), "{errors}");
+        c.destinations[0].role_arn = "arn:aws-moon:iam::222222222222:role/w".into();
+        let errors = DaemonConfig::from_config(&c).unwrap_err().join("\n");
+        assert!(errors.contains("role_arn"), "{errors}");
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_from_the_receive_count() {
+        let w = WorkerConfig {
+            retry_delay_s: 30,
+            retry_max_delay_s: 900,
+            ..WorkerConfig::default()
+        };
+        let delays: Vec<u64> = (1..=7).map(|n| w.retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [30, 60, 120, 240, 480, 900, 900]);
+        assert_eq!(w.retry_delay(u32::MAX).as_secs(), 900);
+        // With maxReceiveCount 5, a message waits 450 s before the dead-letter queue: a
+        // two-minute outage downstream no longer sends it there.
+        assert!(delays[..4].iter().sum::<u64>() > 120);
+        let bad = WorkerConfig {
+            retry_delay_s: 1000,
+            ..w
+        };
+        assert!(!validate_worker(&bad, false).is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use prometheus::IntCounter;
 use crate::codec::Format;
 use crate::daemon::aws::{self, Aws};
 use crate::daemon::config::DestinationConfig;
+use crate::daemon::logkeys::LoggedKey;
 use crate::rendition::Rendition;
 
 /// A destination key with placeholders:
@@ -90,6 +91,11 @@ impl KeyTemplate {
         Ok(Self(parts))
     }
 
+    /// Whether keys hold the source key (`{key}`), which logs must then not show as it is.
+    pub fn holds_source_key(&self) -> bool {
+        self.0.contains(&Part::Key)
+    }
+
     /// The fixed text before the first placeholder: the prefix the writer role is confined to.
     pub fn prefix(&self) -> &str {
         match self.0.first() {
@@ -153,11 +159,13 @@ impl Put {
 
 /// A PUT that failed; the object's message is left for retry.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write s3://{bucket}/{key} for destination {destination}: {message}")]
+#[error("cannot write s3://{bucket}/{shown_key} for destination {destination}: {message}")]
 pub struct DestinationError {
     pub destination: String,
     pub bucket: String,
     pub key: String,
+    /// The key as logs show it (see [`Destination::logged`]).
+    pub shown_key: String,
     /// Short code for metrics (`AccessDenied`, `Timeout`, ...).
     pub code: String,
     pub message: String,
@@ -218,20 +226,24 @@ impl Destination {
         &self.config.rendition
     }
 
-    /// Writes `bytes` at `key` unless a copy is already there.
+    /// Writes `bytes` at `key` unless a copy is already there. S3 checks the upload against
+    /// `sha256_hex` (the copy's SHA-256) and stores it as the object's checksum.
     pub async fn put(
         &self,
         key: &str,
         bytes: Vec<u8>,
+        sha256_hex: &str,
         format: Format,
         metadata: &[(&str, &str)],
     ) -> Result<Put, DestinationError> {
+        let digest = hex::decode(sha256_hex).expect("a SHA-256 in hex");
         let mut request = self
             .client
             .put_object()
             .bucket(&self.config.bucket)
             .key(key)
             .content_type(format.content_type())
+            .checksum_sha256(aws_smithy_types::base64::encode(digest))
             .body(ByteStream::from(bytes));
         for (k, v) in metadata {
             request = request.metadata(*k, *v);
@@ -257,11 +269,21 @@ impl Destination {
             .map_err(|e| self.error("", "AssumeRole".into(), aws::chain(&e)))
     }
 
+    /// A destination key as logs show it: as it is, unless it holds the source key.
+    pub fn logged(&self, key: &str) -> String {
+        if self.template.holds_source_key() {
+            LoggedKey(key).to_string()
+        } else {
+            key.to_string()
+        }
+    }
+
     fn error(&self, key: &str, code: String, message: String) -> DestinationError {
         DestinationError {
             destination: self.config.name.clone(),
             bucket: self.config.bucket.clone(),
             key: key.to_string(),
+            shown_key: self.logged(key),
             code,
             message,
         }

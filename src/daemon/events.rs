@@ -16,24 +16,40 @@ pub struct ObjectRef {
     pub key: String,
     /// Present when the bucket is versioned; veil then reads exactly this version.
     pub version_id: Option<String>,
+    /// The ETag of the object the event announced (without quotes). With the version id, it
+    /// names exactly the bytes the event was about, even after the key is overwritten.
+    pub etag: Option<String>,
     pub size: Option<u64>,
 }
 
 impl ObjectRef {
-    /// From an event's fields: the key as encoded in events, an empty version as none.
+    /// From an event's fields: the key as encoded in events, an empty version or ETag as none.
     fn from_event(
         bucket: String,
         encoded_key: &str,
-        version_id: Option<String>,
-        size: Option<u64>,
+        object: EventObject,
     ) -> Result<Self, EventError> {
+        let present = |v: Option<String>| v.filter(|v| !v.is_empty());
         Ok(Self {
             bucket,
             key: decode_key(encoded_key)?,
-            version_id: version_id.filter(|v| !v.is_empty()),
-            size,
+            version_id: present(object.version_id),
+            etag: present(object.etag).map(|t| t.trim_matches('"').to_string()),
+            size: object.size,
         })
     }
+
+    /// The revision the event names: its version id, else its ETag.
+    pub fn revision(&self) -> Option<&str> {
+        self.version_id.as_deref().or(self.etag.as_deref())
+    }
+}
+
+/// The fields of an event's object that veil uses, whichever shape the event has.
+struct EventObject {
+    version_id: Option<String>,
+    etag: Option<String>,
+    size: Option<u64>,
 }
 
 /// What a message asks of veil.
@@ -112,6 +128,8 @@ struct RecordObject {
     key: String,
     size: Option<u64>,
     version_id: Option<String>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
 }
 
 fn s3_records(value: Value) -> Result<Notice, EventError> {
@@ -134,8 +152,11 @@ fn s3_records(value: Value) -> Result<Notice, EventError> {
         created.push(ObjectRef::from_event(
             r.s3.bucket.name,
             &o.key,
-            o.version_id,
-            o.size,
+            EventObject {
+                version_id: o.version_id,
+                etag: o.etag,
+                size: o.size,
+            },
         )?);
     }
     if created.is_empty() {
@@ -166,6 +187,7 @@ struct BridgeObject {
     size: Option<u64>,
     #[serde(rename = "version-id")]
     version_id: Option<String>,
+    etag: Option<String>,
 }
 
 fn eventbridge(value: Value) -> Result<Notice, EventError> {
@@ -182,8 +204,11 @@ fn eventbridge(value: Value) -> Result<Notice, EventError> {
     Ok(Notice::Created(vec![ObjectRef::from_event(
         e.detail.bucket.name,
         &o.key,
-        o.version_id,
-        o.size,
+        EventObject {
+            version_id: o.version_id,
+            etag: o.etag,
+            size: o.size,
+        },
     )?]))
 }
 
@@ -236,6 +261,7 @@ mod tests {
                 bucket: "raw-images".into(),
                 key: "cam 1/a+b été.jpg".into(),
                 version_id: Some("v1".into()),
+                etag: Some("0123".into()),
                 size: Some(1024),
             }]
         );
@@ -292,6 +318,7 @@ mod tests {
             objects[0].version_id.as_deref(),
             Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
         );
+        assert_eq!(objects[0].etag.as_deref(), Some("b1946ac9"));
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! What the daemon counts, and the HTTP endpoints that expose it: `/metrics` (Prometheus text),
 //! `/healthz` (the process is alive) and `/readyz` (models loaded and the queue reachable).
+//!
+//! The endpoint is reachable by anything on the task's network, so it is bounded: at most
+//! [`MAX_CONNECTIONS`] at once (more are closed on accept), one request per connection, and
+//! each connection closed after [`CONNECTION_LIMIT`] whatever the client does. Idle or
+//! half-open connections can then never pile up and take the file descriptors S3 and SQS need.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -22,7 +28,8 @@ pub struct Metrics {
     /// Messages left for retry (and, after maxReceiveCount, the DLQ), by reason.
     pub messages_failed: IntCounterVec,
     pub message_delete_errors: IntCounter,
-    /// Objects by outcome: anonymised, rejected, failed, source_gone.
+    /// Objects by outcome: anonymised, already_done (gone, and its audit record exists), rejected,
+    /// failed.
     pub objects: IntCounterVec,
     pub detections: IntCounterVec,
     /// Seconds per stage: download, decode, detect, verify, redact, encode, upload.
@@ -147,6 +154,11 @@ impl Readiness {
     }
 }
 
+/// Connections served at once; a scrape or a health check needs one for a few milliseconds.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a connection may take from accept to the end of its response (headers included).
+pub const CONNECTION_LIMIT: Duration = Duration::from_secs(10);
+
 /// Binds `addr` and serves the endpoints until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
@@ -172,12 +184,33 @@ pub async fn serve(
             }),
         )
         .with_state((metrics, readiness));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "metrics endpoint stopped");
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, most likely: wait instead of spinning.
+                        tracing::warn!(error = %e, "metrics endpoint cannot accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue; // dropping the stream closes it
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_LIMIT, connection).await;
+                drop(slot);
+            });
         }
     }))
 }

@@ -16,6 +16,7 @@ pub mod aws;
 pub mod config;
 pub mod destination;
 pub mod events;
+pub mod logkeys;
 pub mod metrics;
 pub mod pool;
 pub mod queue;
@@ -67,6 +68,7 @@ impl Daemon {
         settings: DaemonConfig,
         stop_endpoints: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Self, StartError> {
+        logkeys::show_raw_keys(settings.worker.log_raw_keys);
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::default());
         metrics::serve(
@@ -85,13 +87,12 @@ impl Daemon {
         let engine_config = config.clone();
         let pool = tokio::task::spawn_blocking(move || {
             let engine = Arc::new(engine_config.engine()?);
-            let fingerprint = engine.fingerprint();
-            let pool = PipelinePool::new(engine, pipelines).map_err(ConfigError::from)?;
-            Ok::<_, ConfigError>((pool, fingerprint))
+            PipelinePool::new(engine, pipelines).map_err(ConfigError::from)
         })
         .await
         .expect("model loading does not panic");
-        let (pool, fingerprint) = pool?;
+        let pool = pool?;
+        let fingerprint = pool.fingerprint.clone();
         readiness.models_loaded.store(true, Ordering::Relaxed);
 
         let aws = Aws::new(
@@ -293,7 +294,7 @@ impl MessageTask {
                         .with_label_values(&[e.reason()])
                         .inc();
                     tracing::warn!(error = %e, reason = e.reason(), "message left for retry");
-                    let delay = Duration::from_secs(w.retry_delay_s);
+                    let delay = w.retry_delay(message.receive_count);
                     if let Err(e) = self.queue.set_visibility(&message.receipt, delay).await {
                         tracing::warn!(error = %e, "cannot set the retry delay");
                     }

@@ -20,6 +20,8 @@ pub enum PoolError {
 
 pub struct PipelinePool {
     engine: Arc<Engine>,
+    /// The pipelines' fingerprint (all pipelines of one engine on one host share it).
+    pub fingerprint: String,
     idle: Mutex<Vec<Pipeline>>,
     permits: Semaphore,
 }
@@ -29,9 +31,13 @@ impl PipelinePool {
     pub fn new(engine: Arc<Engine>, size: usize) -> Result<Self, RuntimeError> {
         let idle = (0..size)
             .map(|_| engine.pipeline())
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<Pipeline>, _>>()?;
+        let fingerprint = idle
+            .first()
+            .map_or_else(String::new, |p| p.fingerprint().to_string());
         Ok(Self {
             engine,
+            fingerprint,
             idle: Mutex::new(idle),
             permits: Semaphore::new(size),
         })

@@ -6,6 +6,7 @@ use aws_sdk_s3::types::{Tag, Tagging};
 use crate::daemon::aws;
 use crate::daemon::config::{Disposition, RawConfig};
 use crate::daemon::events::ObjectRef;
+use crate::daemon::logkeys::LoggedKey;
 
 /// A raw object read into memory.
 pub struct Fetched {
@@ -14,21 +15,33 @@ pub struct Fetched {
     /// exactly these bytes, so copies of them get the same destination keys on every retry.
     pub revision: String,
     pub version_id: Option<String>,
+    /// The ETag read, without quotes: on an unversioned bucket the delete is conditional on it.
+    pub etag: Option<String>,
+}
+
+/// What became of the raw object after its copies were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposed {
+    /// Deleted, tagged or kept, as configured (or already deleted by an earlier attempt).
+    Done,
+    /// The key now holds newer bytes (overwritten after veil read it): they are left for their
+    /// own notification, not deleted unread.
+    Superseded,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// The object no longer exists (already processed and deleted, or removed by its owner).
-    #[error("s3://{bucket}/{key} no longer exists")]
+    #[error("s3://{bucket}/{} no longer exists", LoggedKey(.key))]
     Gone { bucket: String, key: String },
-    #[error("s3://{bucket}/{key} has {size} bytes, over limits.max_bytes ({limit})")]
+    #[error("s3://{bucket}/{} has {size} bytes, over limits.max_bytes ({limit})", LoggedKey(.key))]
     TooLarge {
         bucket: String,
         key: String,
         size: u64,
         limit: u64,
     },
-    #[error("cannot {action} s3://{bucket}/{key}: {message}")]
+    #[error("cannot {action} s3://{bucket}/{}: {message}", LoggedKey(.key))]
     Call {
         action: &'static str,
         bucket: String,
@@ -95,9 +108,10 @@ pub async fn fetch(
         return Err(too_large(length));
     }
     let version_id = response.version_id().map(str::to_string);
+    let etag = response.e_tag().map(|t| t.trim_matches('"').to_string());
     let revision = version_id
         .clone()
-        .or_else(|| response.e_tag().map(|t| t.trim_matches('"').to_string()))
+        .or_else(|| etag.clone())
         .unwrap_or_default();
     let mut body = response.body;
     let mut bytes = Vec::with_capacity(length as usize);
@@ -117,27 +131,47 @@ pub async fn fetch(
         bytes,
         revision,
         version_id,
+        etag,
     })
 }
 
 /// Deletes or tags the version that was anonymised, as configured.
+///
+/// On a versioned bucket the delete names the version read. On an unversioned one it is
+/// conditional on the ETag read (`If-Match`): if the key was overwritten since, S3 refuses
+/// (412) and the newer object stays for its own notification; one already gone (404) counts as
+/// deleted.
 pub async fn dispose(
     s3: &aws_sdk_s3::Client,
     o: &ObjectRef,
-    version_id: Option<&str>,
+    fetched: &Fetched,
     raw: &RawConfig,
-) -> Result<(), SourceError> {
+) -> Result<Disposed, SourceError> {
+    let version_id = fetched.version_id.as_deref();
     match raw.disposition {
-        Disposition::Keep => Ok(()),
-        Disposition::Delete => s3
-            .delete_object()
-            .bucket(&o.bucket)
-            .key(&o.key)
-            .set_version_id(version_id.map(str::to_string))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| SourceError::call("delete", o, &e)),
+        Disposition::Keep => Ok(Disposed::Done),
+        Disposition::Delete => {
+            let if_match = match version_id {
+                Some(_) => None,
+                None => fetched.etag.as_ref().map(|t| format!("\"{t}\"")),
+            };
+            let result = s3
+                .delete_object()
+                .bucket(&o.bucket)
+                .key(&o.key)
+                .set_version_id(version_id.map(str::to_string))
+                .set_if_match(if_match)
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(Disposed::Done),
+                Err(e) if aws::status(&e) == Some(412) => Ok(Disposed::Superseded),
+                Err(e) if aws::status(&e) == Some(404) && aws::error_code(&e) != "NoSuchBucket" => {
+                    Ok(Disposed::Done)
+                }
+                Err(e) => Err(SourceError::call("delete", o, &e)),
+            }
+        }
         Disposition::Tag => {
             // PutObjectTagging replaces the whole set: keep the owner's other tags.
             let existing = s3
@@ -171,7 +205,7 @@ pub async fn dispose(
                 .tagging(tagging)
                 .send()
                 .await
-                .map(|_| ())
+                .map(|_| Disposed::Done)
                 .map_err(|e| SourceError::call("tag", o, &e))
         }
     }

@@ -8,14 +8,17 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::daemon::audit::{self, AuditCopy, AuditError, AuditRecord, AuditSource, AuditTimings};
+use crate::daemon::audit::{
+    AuditCopy, AuditError, AuditFailure, AuditFolder, AuditRecord, AuditSource, AuditTimings,
+};
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::destination::{Destination, DestinationError, KeyValues, Put};
 use crate::daemon::events::{self, EventError, Notice, ObjectRef};
+use crate::daemon::logkeys::LoggedKey;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::pool::{PipelinePool, PoolError};
 use crate::daemon::queue::Received;
-use crate::daemon::source::{self, SourceError};
+use crate::daemon::source::{self, Disposed, SourceError};
 use crate::manifest::sha256_hex;
 use crate::pipeline::PipelineError;
 use crate::rendition::Rendition;
@@ -23,11 +26,18 @@ use crate::rendition::Rendition;
 /// Why an object was not (fully) handled; the message is left for retry and the DLQ.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
-    #[error("s3://{bucket}/{key} is outside ingest.sources; refusing to read it")]
+    #[error("s3://{bucket}/{} is outside ingest.sources; refusing to read it", LoggedKey(.key))]
     NotAllowed { bucket: String, key: String },
     #[error(transparent)]
     Source(SourceError),
-    #[error("s3://{bucket}/{key}: {error}")]
+    /// The object is gone and no audit record says it was anonymised: it was deleted or
+    /// overwritten before veil read it. Left for the dead-letter queue, where an operator sees it.
+    #[error(
+        "s3://{bucket}/{} is gone and was never anonymised (deleted or overwritten before it was read)",
+        LoggedKey(.key)
+    )]
+    Missing { bucket: String, key: String },
+    #[error("s3://{bucket}/{}: {error}", LoggedKey(.key))]
     Pipeline {
         bucket: String,
         key: String,
@@ -56,6 +66,7 @@ impl ObjectError {
             ObjectError::NotAllowed { .. } => "not_allowed",
             ObjectError::Source(SourceError::TooLarge { .. }) => "rejected_input",
             ObjectError::Source(_) => "source",
+            ObjectError::Missing { .. } => "missing",
             ObjectError::Pipeline {
                 error: PoolError::Pipeline(PipelineError::Input(_)),
                 ..
@@ -150,7 +161,7 @@ impl Worker {
         // all succeeded, and its retry finds the finished ones done.
         let mut first_error = None;
         for o in &objects {
-            let span = tracing::info_span!("object", bucket = %o.bucket, key = %o.key, version = ?o.version_id);
+            let span = tracing::info_span!("object", bucket = %o.bucket, key = %LoggedKey(&o.key), version = ?o.version_id);
             if let Err(e) = self.handle_object(o).instrument(span).await {
                 first_error.get_or_insert(e);
             }
@@ -194,9 +205,20 @@ impl Worker {
         let started = Instant::now();
         let fetched = match source::fetch(&self.s3, o, self.max_bytes).await {
             Ok(f) => f,
-            Err(SourceError::Gone { .. }) => {
-                tracing::info!("raw object no longer exists (already processed or removed)");
-                return Ok("source_gone");
+            Err(SourceError::Gone { bucket, key }) => {
+                return match o.revision() {
+                    Some(revision)
+                        if self
+                            .audit(o, revision)
+                            .is_done()
+                            .await
+                            .map_err(ObjectError::Audit)? =>
+                    {
+                        tracing::info!("raw object already anonymised and disposed of");
+                        Ok("already_done")
+                    }
+                    _ => Err(ObjectError::Missing { bucket, key }),
+                };
             }
             Err(e) => return Err(ObjectError::Source(e)),
         };
@@ -204,10 +226,9 @@ impl Worker {
         self.metrics.observe("download", download_s);
         self.metrics.bytes_in.inc_by(fetched.bytes.len() as u64);
 
-        let source_bytes = fetched.bytes.len();
         let anonymised = self
             .pool
-            .anonymise(Arc::new(fetched.bytes), self.renditions.clone())
+            .anonymise(Arc::new(fetched.bytes.clone()), self.renditions.clone())
             .await
             .map_err(|error| ObjectError::Pipeline {
                 bucket: o.bucket.clone(),
@@ -233,12 +254,25 @@ impl Worker {
         }
 
         let id = object_id(&o.bucket, &o.key, &fetched.revision);
+        let audit = self.audit(o, &fetched.revision);
         let upload_started = Instant::now();
-        let copies = self.write_copies(o, &id, anonymised.outputs).await?;
+        let (mut copies, failed) = self.write_copies(o, &id, anonymised.outputs).await;
         let upload_s = upload_started.elapsed().as_secs_f64();
         self.metrics.observe("upload", upload_s);
 
+        let complete = failed.is_empty();
+        if complete && copies.iter().any(|c| c.sha256.is_none()) {
+            // Copies an earlier attempt wrote: record what that attempt stored.
+            let earlier = audit.created_earlier().await.map_err(ObjectError::Audit)?;
+            for c in copies.iter_mut().filter(|c| c.sha256.is_none()) {
+                if let Some((sha256, bytes)) = earlier.get(&c.key) {
+                    c.sha256 = Some(sha256.clone());
+                    c.bytes = Some(*bytes);
+                }
+            }
+        }
         let record = AuditRecord {
+            complete,
             veil_version: env!("CARGO_PKG_VERSION"),
             written_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -248,7 +282,7 @@ impl Worker {
                 key_sha256: sha256_hex(o.key.as_bytes()),
                 version_id: fetched.version_id.clone(),
                 revision: fetched.revision.clone(),
-                bytes: source_bytes,
+                bytes: fetched.bytes.len(),
             },
             pipeline: self.engine_fingerprint.clone(),
             image: AuditRecord::image(report),
@@ -256,33 +290,71 @@ impl Worker {
             detections: report.detections.clone(),
             models: report.models.clone(),
             destinations: copies,
+            failed: failed
+                .iter()
+                .map(|e| AuditFailure {
+                    destination: e.destination.clone(),
+                    account_id: self.account_of(&e.destination),
+                    bucket: e.bucket.clone(),
+                    key: e.key.clone(),
+                    code: e.code.clone(),
+                })
+                .collect(),
             timings: AuditTimings {
                 download_ms: download_s * 1000.0,
                 pipeline: report.timings.clone(),
                 upload_ms: upload_s * 1000.0,
             },
         };
-        let audit_key = format!(
-            "{}{}/{id}.json",
-            self.config.audit.prefix, self.engine_fingerprint
-        );
-        audit::write(&self.s3, &self.config.audit.bucket, &audit_key, &record)
+        let written = audit.write(&record).await;
+        if !complete {
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "the record of this incomplete attempt was not written");
+            }
+            return Err(ObjectError::Destinations(failed, self.destinations.len()));
+        }
+        written.map_err(ObjectError::Audit)?;
+        match source::dispose(&self.s3, o, &fetched, &self.config.raw)
             .await
-            .map_err(ObjectError::Audit)?;
-        source::dispose(&self.s3, o, fetched.version_id.as_deref(), &self.config.raw)
-            .await
-            .map_err(ObjectError::Dispose)?;
-        Ok("anonymised")
+            .map_err(ObjectError::Dispose)?
+        {
+            Disposed::Done => Ok("anonymised"),
+            Disposed::Superseded => {
+                tracing::info!(
+                    "the key was overwritten while veil worked: the newer object is left for its own notification"
+                );
+                Ok("anonymised")
+            }
+        }
     }
 
-    /// PUTs every copy, all destinations concurrently; any failure fails the object (the copies
-    /// that landed stay, and the retry finds them present).
+    /// The audit folder of one revision of an object.
+    fn audit(&self, o: &ObjectRef, revision: &str) -> AuditFolder<'_> {
+        AuditFolder::new(
+            &self.s3,
+            &self.config.audit.bucket,
+            &self.config.audit.prefix,
+            &object_id(&o.bucket, &o.key, revision),
+        )
+    }
+
+    fn account_of(&self, destination: &str) -> String {
+        self.destinations
+            .iter()
+            .find(|d| d.name() == destination)
+            .map(|d| d.config.account_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// PUTs every copy, all destinations concurrently. Returns the copies now stored and the
+    /// destinations that failed (the copies that landed stay, and the retry finds them present).
+    /// A copy found already present has no hash yet: the caller looks it up.
     async fn write_copies(
         &self,
         o: &ObjectRef,
         id: &str,
         outputs: Vec<crate::pipeline::Output>,
-    ) -> Result<Vec<AuditCopy>, ObjectError> {
+    ) -> (Vec<AuditCopy>, Vec<DestinationError>) {
         let puts = self
             .destinations
             .iter()
@@ -302,6 +374,7 @@ impl Worker {
                     .put(
                         &key,
                         output.bytes,
+                        &output.info.sha256,
                         output.info.format,
                         &[("veil-id", id), ("veil-pipeline", pipeline)],
                     )
@@ -323,14 +396,15 @@ impl Worker {
                             .with_label_values(&[d.name()])
                             .inc_by(size as u64);
                     }
-                    tracing::info!(destination = d.name(), dest_key = %key, result = put.as_str(), "copy written");
+                    tracing::info!(destination = d.name(), dest_key = %d.logged(&key), result = put.as_str(), "copy written");
+                    let created = put == Put::Created;
                     copies.push(AuditCopy {
                         destination: d.name().to_string(),
                         account_id: d.config.account_id.clone(),
                         bucket: d.config.bucket.clone(),
                         key,
-                        sha256: info.sha256,
-                        bytes: info.bytes,
+                        sha256: created.then_some(info.sha256),
+                        bytes: created.then_some(info.bytes),
                         format: info.format,
                         width: info.width,
                         height: info.height,
@@ -347,11 +421,7 @@ impl Worker {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(copies)
-        } else {
-            Err(ObjectError::Destinations(errors, self.destinations.len()))
-        }
+        (copies, errors)
     }
 }
 

@@ -71,10 +71,15 @@ pub struct Emulator {
 impl Emulator {
     /// Starts moto and seeds it; IAM enforcement is on when this returns.
     pub fn moto() -> Self {
+        Self::moto_seeded(&[])
+    }
+
+    /// Starts moto and seeds it with extra seed_emulator.py flags (`--unversioned-raw`).
+    pub fn moto_seeded(seed_args: &[&str]) -> Self {
         let port = free_port();
         let mut command = Command::new(venv_bin("moto-venv", "moto_server"));
         command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-        Self::start(command, port, None, &[])
+        Self::start(command, port, None, seed_args)
     }
 
     /// Starts LocalStack (S3, SQS, STS, IAM, EventBridge) and seeds it. No IAM enforcement.
@@ -450,8 +455,10 @@ pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
-pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8>) {
-    s3.put_object()
+/// PUTs an object; returns its ETag (without quotes), as S3 events carry it.
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8>) -> String {
+    let out = s3
+        .put_object()
         .bucket(bucket)
         .key(key)
         .body(bytes.into())
@@ -463,6 +470,10 @@ pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8
                 aws_sdk_s3::error::DisplayErrorContext(&e)
             )
         });
+    out.e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string()
 }
 
 /// Visible plus in-flight messages of a queue.
