@@ -38,7 +38,12 @@ fn main() {
         .map(|d| d.rendition.clone())
         .collect();
     let engine = config.engine().unwrap();
-    let mut work = images(Path::new(&env("VEIL_BENCH_IMAGES", ".cache/testdata")));
+    let dir = env("VEIL_BENCH_IMAGES", ".cache/testdata");
+    let mut work = images(Path::new(&dir));
+    assert!(
+        !work.is_empty(),
+        "no images in {dir}: run scripts/prepare.sh, or set VEIL_BENCH_IMAGES"
+    );
     let (repeat, threads): (usize, Vec<usize>) = if full {
         (
             env("VEIL_BENCH_REPEAT", "3").parse().unwrap(),

@@ -6,7 +6,8 @@ receives), audit bucket, the IAM user veil runs as, and an admin user for upload
 training / inference / analytics (222.../333.../444...): one bucket each and a writer role that
 may only s3:PutObject under anonymised/ in that bucket, assumable with an external id.
 
-Usage: seed_emulator.py ENDPOINT [--localstack] [--no-enforce] [--unversioned-raw]. Prints a JSON description
+Usage: seed_emulator.py ENDPOINT [--localstack] [--no-enforce] [--unversioned-raw]
+[--max-receive-count N]. Prints a JSON description
 (endpoint, credentials, queue URLs, buckets) on stdout. Only boto3 is needed.
 """
 
@@ -23,7 +24,9 @@ RAW_BUCKET = "veil-raw"
 AUDIT_BUCKET = "veil-audit"
 QUEUE = "veil-raw-events"
 EXTERNAL_ID = "veil-ingest-local"
-MAX_RECEIVE_COUNT = 3
+MAX_RECEIVE_COUNT = (
+    int(sys.argv[sys.argv.index("--max-receive-count") + 1]) if "--max-receive-count" in sys.argv else 3
+)
 LOCALSTACK = "--localstack" in sys.argv
 
 

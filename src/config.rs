@@ -284,9 +284,11 @@ fn set_path(
     raw: &str,
 ) -> Result<(), String> {
     let Some((seg, rest)) = path.split_first() else {
-        *node = match node {
-            toml::Value::String(_) => toml::Value::String(raw.into()),
-            _ => value,
+        // Over text, a value that TOML reads as something else (`222222222222`) stays text.
+        *node = match (&node, value) {
+            (toml::Value::String(_), v @ toml::Value::String(_)) => v,
+            (toml::Value::String(_), _) => toml::Value::String(raw.into()),
+            (_, v) => v,
         };
         return Ok(());
     };
@@ -379,6 +381,7 @@ mod tests {
         let env = [
             ("VEIL__DESTINATIONS__0__ACCOUNT_ID", "222222222222"),
             ("VEIL__DESTINATIONS__0__EXTERNAL_ID", "12345"),
+            ("VEIL__DESTINATIONS__0__BUCKET", "\"quoted\""),
             // Not in the file: read as a number, and an account id accepts one.
             ("VEIL__DESTINATIONS__1__ACCOUNT_ID", "333333333333"),
         ]
@@ -386,6 +389,10 @@ mod tests {
         let c = Config::parse_with(text, env.into_iter()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.destinations[0].account_id, "222222222222");
         assert_eq!(c.destinations[0].external_id.as_deref(), Some("12345"));
+        assert_eq!(
+            c.destinations[0].bucket, "quoted",
+            "a TOML string is read as one"
+        );
         assert_eq!(c.destinations[1].account_id, "333333333333");
     }
 

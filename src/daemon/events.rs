@@ -61,15 +61,34 @@ pub enum Notice {
     Ignore(String),
 }
 
-/// A body veil cannot read. The message is left for the dead-letter queue.
+/// Why a body cannot be read. The message is left for the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unreadable notification: {0}")]
-pub struct EventError(pub String);
+pub enum EventError {
+    #[error("unreadable notification: not JSON ({0})")]
+    NotJson(String),
+    #[error("unreadable notification: SNS envelope without a Message")]
+    SnsWithoutMessage,
+    #[error("unreadable notification: the SNS Message is not JSON ({0})")]
+    SnsMessageNotJson(String),
+    #[error(
+        "unreadable notification: neither an S3 notification, an SNS envelope nor an EventBridge S3 event"
+    )]
+    UnknownShape,
+    /// The body has the shape of `kind` (S3 event, EventBridge event) but not its fields.
+    #[error("unreadable notification: malformed {kind}: {message}")]
+    Malformed { kind: &'static str, message: String },
+    #[error("unreadable notification: S3 event version {0} (veil reads version 2.x)")]
+    UnsupportedVersion(String),
+    #[error("unreadable notification: a key does not decode to UTF-8")]
+    KeyNotUtf8,
+    #[error("unreadable notification: empty object key")]
+    EmptyKey,
+}
 
 /// Parses one message body.
 pub fn parse(body: &str) -> Result<Notice, EventError> {
     let value: Value =
-        serde_json::from_str(body).map_err(|e| EventError(format!("not JSON ({e})")))?;
+        serde_json::from_str(body).map_err(|e| EventError::NotJson(e.to_string()))?;
     parse_value(value, true)
 }
 
@@ -84,17 +103,15 @@ fn parse_value(value: Value, unwrap_sns: bool) -> Result<Notice, EventError> {
         let inner = value
             .get("Message")
             .and_then(Value::as_str)
-            .ok_or_else(|| EventError("SNS envelope without a Message".into()))?;
+            .ok_or(EventError::SnsWithoutMessage)?;
         let inner: Value = serde_json::from_str(inner)
-            .map_err(|e| EventError(format!("SNS Message is not JSON ({e})")))?;
+            .map_err(|e| EventError::SnsMessageNotJson(e.to_string()))?;
         return parse_value(inner, false);
     }
     if value.get("source").and_then(Value::as_str) == Some("aws.s3") {
         return eventbridge(value);
     }
-    Err(EventError(
-        "neither an S3 notification, an SNS envelope nor an EventBridge S3 event".into(),
-    ))
+    Err(EventError::UnknownShape)
 }
 
 #[derive(Deserialize)]
@@ -133,16 +150,15 @@ struct RecordObject {
 }
 
 fn s3_records(value: Value) -> Result<Notice, EventError> {
-    let records: Records =
-        serde_json::from_value(value).map_err(|e| EventError(format!("S3 event: {e}")))?;
+    let records: Records = serde_json::from_value(value).map_err(|e| EventError::Malformed {
+        kind: "S3 event",
+        message: e.to_string(),
+    })?;
     let mut created = Vec::new();
     let mut ignored = Vec::new();
     for r in records.records {
         if r.event_version.split('.').next() != Some("2") {
-            return Err(EventError(format!(
-                "S3 event version {} (veil reads version 2.x)",
-                r.event_version
-            )));
+            return Err(EventError::UnsupportedVersion(r.event_version));
         }
         if !r.event_name.starts_with("ObjectCreated:") {
             ignored.push(r.event_name);
@@ -198,8 +214,10 @@ fn eventbridge(value: Value) -> Result<Notice, EventError> {
             detail_type.unwrap_or("event without detail-type")
         )));
     }
-    let e: BridgeEvent =
-        serde_json::from_value(value).map_err(|e| EventError(format!("EventBridge event: {e}")))?;
+    let e: BridgeEvent = serde_json::from_value(value).map_err(|e| EventError::Malformed {
+        kind: "EventBridge event",
+        message: e.to_string(),
+    })?;
     let o = e.detail.object;
     Ok(Notice::Created(vec![ObjectRef::from_event(
         e.detail.bucket.name,
@@ -217,9 +235,9 @@ fn decode_key(raw: &str) -> Result<String, EventError> {
     let spaced = raw.replace('+', " ");
     let key = percent_decode_str(&spaced)
         .decode_utf8()
-        .map_err(|_| EventError(format!("key {raw:?} does not decode to UTF-8")))?;
+        .map_err(|_| EventError::KeyNotUtf8)?;
     if key.is_empty() {
-        return Err(EventError("empty object key".into()));
+        return Err(EventError::EmptyKey);
     }
     Ok(key.into_owned())
 }
@@ -337,23 +355,49 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_bodies_are_errors_not_panics() {
-        for body in [
-            "",
-            "not json",
-            "[]",
-            "{}",
-            r#"{"Records": "x"}"#,
-            r#"{"Records": [{"eventVersion": "2.1"}]}"#,
-            r#"{"Type": "Notification", "Message": "not json"}"#,
-            r#"{"Type": "Notification", "Message": "{\"Type\": \"Notification\", \"Message\": \"{}\"}"}"#,
-            r#"{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}"#,
+    fn unreadable_bodies_are_errors_that_say_why() {
+        use EventError as E;
+        // The variant, and for a malformed body the shape it was read as.
+        let what = |e: &E| match e {
+            E::Malformed { kind, .. } => format!("Malformed {kind}"),
+            other => format!("{other:?}").split('(').next().unwrap().to_string(),
+        };
+        for (body, expected) in [
+            ("", "NotJson"),
+            ("not json", "NotJson"),
+            ("[]", "UnknownShape"),
+            ("{}", "UnknownShape"),
+            (r#"{"Records": "x"}"#, "Malformed S3 event"),
+            (
+                r#"{"Records": [{"eventVersion": "2.1"}]}"#,
+                "Malformed S3 event",
+            ),
+            (
+                r#"{"Type": "Notification", "Message": "not json"}"#,
+                "SnsMessageNotJson",
+            ),
+            (
+                r#"{"Type": "Notification", "Message": "{\"Type\": \"Notification\", \"Message\": \"{}\"}"}"#,
+                "UnknownShape",
+            ),
+            (
+                r#"{"source": "aws.s3", "detail-type": "Object Created", "detail": {}}"#,
+                "Malformed EventBridge event",
+            ),
         ] {
-            assert!(parse(body).is_err(), "{body:?} was accepted");
+            let e = parse(body).expect_err(body);
+            assert_eq!(what(&e), expected, "{body:?}: {e:?}");
         }
-        assert!(parse(&s3_event("ObjectCreated:Put", "%FF.jpg")).is_err());
-        assert!(parse(&s3_event("ObjectCreated:Put", "")).is_err());
+        assert_eq!(
+            parse(r#"{"Type": "Notification"}"#),
+            Err(E::SnsWithoutMessage)
+        );
+        assert_eq!(
+            parse(&s3_event("ObjectCreated:Put", "%FF.jpg")),
+            Err(E::KeyNotUtf8)
+        );
+        assert_eq!(parse(&s3_event("ObjectCreated:Put", "")), Err(E::EmptyKey));
         let v1 = s3_event("ObjectCreated:Put", "a.jpg").replace("\"2.1\"", "\"1.0\"");
-        assert!(parse(&v1).is_err());
+        assert_eq!(parse(&v1), Err(E::UnsupportedVersion("1.0".into())));
     }
 }

@@ -42,9 +42,34 @@ pub struct Metrics {
     pub destination_errors: IntCounterVec,
     pub credential_refreshes: IntCounterVec,
     pub receive_errors: IntCounter,
+    /// Failed visibility extensions of messages being worked on (the message may come back).
+    pub heartbeat_errors: IntCounter,
 }
 
+/// The `outcome` label values of `veil_objects_total`.
+pub const OUTCOMES: [&str; 4] = ["anonymised", "already_done", "rejected", "failed"];
+/// The `reason` label values of `veil_messages_failed_total` (see `MessageError::reason`).
+pub const FAILURE_REASONS: [&str; 9] = [
+    "unreadable",
+    "not_allowed",
+    "rejected_input",
+    "source",
+    "missing",
+    "pipeline",
+    "destination",
+    "audit",
+    "dispose",
+];
+/// The `stage` label values of `veil_stage_seconds`.
+pub const STAGES: [&str; 7] = [
+    "download", "decode", "detect", "redact", "verify", "encode", "upload",
+];
+/// The `result` label values of `veil_puts_total`.
+pub const PUT_RESULTS: [&str; 2] = ["created", "already_present"];
+
 impl Metrics {
+    /// Every series with a known label set is exported from the start, at 0, so that a
+    /// dashboard or alert sees "none yet" rather than "no data".
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
@@ -74,7 +99,7 @@ impl Metrics {
         registry
             .register(Box::new(in_flight.clone()))
             .expect("unique");
-        Self {
+        let metrics = Self {
             messages_received: counter("messages_received_total", "SQS messages received"),
             messages_deleted: counter(
                 "messages_deleted_total",
@@ -113,10 +138,36 @@ impl Metrics {
                 &["destination"],
             ),
             receive_errors: counter("receive_errors_total", "Failed SQS receives"),
+            heartbeat_errors: counter(
+                "heartbeat_errors_total",
+                "Failed visibility extensions of messages being worked on",
+            ),
             stage_seconds,
             in_flight,
             registry,
+        };
+        for outcome in OUTCOMES {
+            metrics.objects.with_label_values(&[outcome]);
         }
+        for reason in FAILURE_REASONS {
+            metrics.messages_failed.with_label_values(&[reason]);
+        }
+        for stage in STAGES {
+            metrics.stage_seconds.with_label_values(&[stage]);
+        }
+        for class in ["face", "plate"] {
+            metrics.detections.with_label_values(&[class]);
+        }
+        metrics
+    }
+
+    /// Exports the series of one destination at 0.
+    pub fn add_destination(&self, name: &str) {
+        for result in PUT_RESULTS {
+            self.puts.with_label_values(&[name, result]);
+        }
+        self.bytes_out.with_label_values(&[name]);
+        self.credential_refreshes.with_label_values(&[name]);
     }
 
     pub fn observe(&self, stage: &str, seconds: f64) {

@@ -102,6 +102,7 @@ impl Daemon {
         .await;
         let mut destinations = Vec::with_capacity(settings.destinations.len());
         for (d, template) in &settings.destinations {
+            metrics.add_destination(&d.name);
             let refreshes = metrics
                 .credential_refreshes
                 .with_label_values(&[d.name.as_str()]);
@@ -273,6 +274,7 @@ impl MessageTask {
                 loop {
                     tick.tick().await;
                     if let Err(e) = self.queue.set_visibility(&message.receipt, visibility).await {
+                        self.worker.metrics.heartbeat_errors.inc();
                         tracing::warn!(error = %e, "heartbeat failed; the message may be delivered again");
                     }
                 }

@@ -429,3 +429,48 @@ impl Worker {
 pub fn object_id(bucket: &str, key: &str, revision: &str) -> String {
     sha256_hex(format!("{bucket}\0{key}\0{revision}").as_bytes())[..32].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::metrics::FAILURE_REASONS;
+
+    #[test]
+    fn every_failure_reason_is_exported_from_the_start() {
+        let gone = || SourceError::Gone {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        let errors = [
+            MessageError::Unreadable(EventError::NotJson("x".into())),
+            ObjectError::NotAllowed {
+                bucket: "b".into(),
+                key: "k".into(),
+            }
+            .into(),
+            ObjectError::Source(gone()).into(),
+            ObjectError::Missing {
+                bucket: "b".into(),
+                key: "k".into(),
+            }
+            .into(),
+            ObjectError::Pipeline {
+                bucket: "b".into(),
+                key: "k".into(),
+                error: PoolError::Crashed,
+            }
+            .into(),
+            ObjectError::Destinations(Vec::new(), 3).into(),
+            ObjectError::Audit(AuditError {
+                bucket: "b".into(),
+                key: "k".into(),
+                message: "m".into(),
+            })
+            .into(),
+            ObjectError::Dispose(gone()).into(),
+        ];
+        for e in errors {
+            assert!(FAILURE_REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+    }
+}

@@ -146,6 +146,19 @@ impl Emulator {
         }
     }
 
+    /// Every AssumeRole call moto served, as it recorded them (role ARN, session name, external
+    /// id, session policy), from its state dump.
+    pub fn assumed_roles(&self) -> Vec<Value> {
+        let (code, body) = http_get(&format!("{}/moto-api/data.json", self.endpoint))
+            .expect("moto answers /moto-api/data.json");
+        assert_eq!(code, 200);
+        let data: Value = serde_json::from_str(&body).unwrap();
+        data["sts"]["AssumedRole"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Switches IAM enforcement off (`false`) or on, server-wide.
     pub fn enforce(&self, on: bool) {
         let status = Command::new("curl")
@@ -376,12 +389,18 @@ impl Daemon {
         .await;
     }
 
-    /// The value of one sample of `/metrics` (`name{labels}` exactly as exposed), 0 if absent.
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as exposed). Fails when
+    /// the daemon does not export it: a misspelt name must not read as 0.
     pub fn metric(&self, sample: &str) -> f64 {
-        let (_, body) = http_get(&format!("{}/metrics", self.metrics_url)).unwrap_or_default();
+        self.metric_if_exported(sample)
+            .unwrap_or_else(|| panic!("the daemon exports no sample {sample}"))
+    }
+
+    /// The value of one sample, if the daemon answers and exports it (for waits).
+    pub fn metric_if_exported(&self, sample: &str) -> Option<f64> {
+        let (_, body) = http_get(&format!("{}/metrics", self.metrics_url))?;
         body.lines()
             .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit.

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod cloud;
+pub mod observe;
+pub mod proxy;
 pub mod smallset;
 
 use std::path::{Path, PathBuf};
