@@ -99,40 +99,28 @@ async fn soak() {
     let mut rss = Vec::new();
     let mut faults = 0;
     let anonymised = sample("objects_total", "outcome=\"anonymised\"");
-    let done = |d: &Daemon| {
-        let dlq = queue_depth_now(&moto, "/dlq_url");
-        async move { d.metric_if_exported(&anonymised).unwrap_or(0.0) as u64 + dlq.await }
-    };
-    while !uploads.is_finished() || done(&daemon).await < objects as u64 {
+    while !uploads.is_finished() || finished(&moto, &daemon, &anonymised).await < objects {
         assert!(
             started.elapsed() < Duration::from_secs(3 * 3600),
             "the soak did not finish in 3 hours"
         );
-        // Every few seconds, one of the faults for one to three seconds.
+        // Every few seconds, one of the faults for one to three seconds, on S3 or on SQS
+        // (throttling responses only on S3, whose protocol they belong to).
         let pause = 3 + rng.next(8);
         for _ in 0..pause {
             tokio::time::sleep(Duration::from_secs(1)).await;
             rss.extend(rss_mib(pid));
         }
-        let fault = match rng.next(5) {
+        let on_s3 = rng.next(2) == 0;
+        let fault = match rng.next(if on_s3 { 5 } else { 4 }) {
             0 => Fault::Refuse,
             1 => Fault::Stall,
             2 => Fault::Cut(1024 + rng.next(8192) as usize),
             3 => Fault::Slow(2),
             _ => Fault::SlowDown,
         };
-        let proxy = if rng.next(2) == 0 {
-            &s3_proxy
-        } else {
-            &sqs_proxy
-        };
-        proxy.set(
-            if proxy as *const _ == &sqs_proxy as *const _ && fault == Fault::SlowDown {
-                Fault::Refuse
-            } else {
-                fault
-            },
-        );
+        let proxy = if on_s3 { &s3_proxy } else { &sqs_proxy };
+        proxy.set(fault);
         faults += 1;
         tokio::time::sleep(Duration::from_secs(1 + rng.next(3))).await;
         proxy.set(Fault::Pass);
@@ -176,6 +164,12 @@ async fn soak() {
         (daemon.status("/healthz") == Some(200)).then_some(())
     })
     .await;
+}
+
+/// Objects anonymised plus messages in the dead-letter queue.
+async fn finished(moto: &Emulator, daemon: &Daemon, anonymised: &str) -> usize {
+    let done = daemon.metric_if_exported(anonymised).unwrap_or(0.0) as usize;
+    done + queue_depth_now(moto, "/dlq_url").await as usize
 }
 
 async fn queue_depth_now(moto: &Emulator, queue: &str) -> u64 {
