@@ -78,6 +78,10 @@ pub enum InputError {
     TooManyPixels { width: u32, height: u32, limit: u64 },
     #[error("the image cannot be decoded: {0}")]
     Corrupt(String),
+    /// A decoder panicked on the file (a decoder bug that damaged input can reach): the file is
+    /// refused like a corrupt one instead of taking the worker down.
+    #[error("the image cannot be decoded: the {} decoder failed on this file", .0.extension())]
+    DecoderFailed(Format),
 }
 
 /// Decoded pixels, oriented as displayed, 8 bits per channel.
@@ -138,10 +142,13 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
         Ok(ImageFormat::WebP) => Format::Webp,
         _ => return Err(InputError::UnknownFormat),
     };
-    let (mut img, orientation, icc) = match format {
-        Format::Jpeg => decode_jpeg(bytes, limits)?,
-        Format::Png | Format::Webp => decode_other(bytes, format, limits)?,
-    };
+    // The decoders are third-party code run on untrusted bytes; fuzzing found a JPEG that makes
+    // one panic. Whatever they do, a file is either decoded or refused.
+    let decoded = std::panic::catch_unwind(|| match format {
+        Format::Jpeg => decode_jpeg(bytes, limits),
+        Format::Png | Format::Webp => decode_other(bytes, format, limits),
+    });
+    let (mut img, orientation, icc) = decoded.map_err(|_| InputError::DecoderFailed(format))??;
     img.apply_orientation(orientation);
     Ok(Decoded {
         picture: picture(img),

@@ -308,3 +308,22 @@ fn sixteen_bit_alpha_grayscale_and_webp_inputs_keep_their_shape() {
         (256, 256)
     );
 }
+
+#[test]
+fn a_jpeg_that_makes_the_decoder_panic_is_refused_not_a_crash() {
+    // Found by scripts/fuzz.sh: zune-jpeg 0.5.15 unwraps a None in its AVX2 IDCT on this file.
+    let bytes = std::fs::read(root().join("fuzz/seeds/decode/zune-idct-panic.jpg")).unwrap();
+    let limits = veil::codec::Limits {
+        max_bytes: 1 << 20,
+        max_pixels: 1 << 20,
+    };
+    let e = veil::codec::decode(&bytes, &limits).expect_err("a damaged JPEG");
+    assert!(
+        matches!(e, veil::codec::InputError::DecoderFailed(_)),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "the image cannot be decoded: the jpg decoder failed on this file"
+    );
+}
