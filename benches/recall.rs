@@ -59,9 +59,9 @@ fn main() {
         }
         let mut seconds = eval.seconds;
         seconds.sort_by(|a, b| a.0.cmp(&b.0));
-        println!("| image | anonymise s |\n| --- | --- |");
-        for (case, s) in seconds {
-            println!("| {case} | {s:.2} |");
+        println!("| image | anonymise s | detect ms | re-check ms |\n| --- | --- | --- | --- |");
+        for (case, s, detect, verify) in seconds {
+            println!("| {case} | {s:.2} | {detect:.0} | {verify:.0} |");
         }
     }
 }

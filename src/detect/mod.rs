@@ -7,6 +7,7 @@
 pub mod centerface;
 pub mod input;
 pub mod nms;
+pub mod sheets;
 pub mod tiles;
 pub mod yolov8;
 pub mod yunet;
@@ -215,14 +216,16 @@ impl Detector {
 
     /// Looks again, at `threshold`, only around `regions` (each grown by a quarter of its size on every
     /// side), at the scales the tile plan uses there: a cheap check of redacted regions.
-    /// Overlapping windows are merged; a tile mostly covered by windows is simply run whole.
+    /// Overlapping windows are merged; a tile mostly covered by windows is simply run whole; the
+    /// other windows of one scale are laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
         regions: &[BoxF],
         threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
-        let mut runs = Vec::new();
+        let mut whole = Vec::new();
+        let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
         for tile in self.plan(img.width(), img.height()) {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = regions
@@ -234,23 +237,60 @@ impl Detector {
                 windows.swap_remove(j);
             }
             if windows.iter().map(BoxF::area).sum::<f32>() >= 0.5 * tile_box.area() {
-                runs.push(tile);
+                whole.push(tile);
                 continue;
             }
-            for (x, y, width, height) in windows
+            let rects = windows
                 .iter()
-                .filter_map(|w| w.pixel_rect(img.width(), img.height()))
-            {
-                runs.push(Tile {
+                .filter_map(|w| w.pixel_rect(img.width(), img.height()));
+            match by_scale.iter_mut().find(|(s, _)| *s == tile.scale) {
+                Some((_, list)) => list.extend(rects),
+                None => by_scale.push((tile.scale, rects.collect())),
+            }
+        }
+        let mut found = Vec::new();
+        for tile in &whole {
+            found.extend(self.run_tile(img, tile, threshold)?);
+        }
+        let tiling = self.settings.tiling;
+        for (scale, mut rects) in by_scale {
+            rects.sort_unstable();
+            rects.dedup();
+            let side = (tiling.tile_size as f32 / scale) as u32;
+            let gutter = (tiling.min_object / scale).ceil() as u32;
+            let sheets = sheets::lay_out(img, &rects, side, gutter);
+            for sheet in &sheets {
+                let (width, height) = sheet.image.dimensions();
+                let tile = Tile {
+                    x: 0,
+                    y: 0,
+                    width,
+                    height,
+                    scale,
+                };
+                for c in self.run_tile(&sheet.image, &tile, threshold)? {
+                    if let Some(bbox) = sheet.to_image(&c.bbox) {
+                        found.push(Candidate { bbox, ..c });
+                    }
+                }
+            }
+            // Windows too large for a sheet run on their own.
+            let placed: Vec<_> = sheets
+                .iter()
+                .flat_map(|s| s.placements.iter().map(|p| p.window))
+                .collect();
+            for &(x, y, width, height) in rects.iter().filter(|r| !placed.contains(r)) {
+                let tile = Tile {
                     x,
                     y,
                     width,
                     height,
-                    scale: tile.scale,
-                });
+                    scale,
+                };
+                found.extend(self.run_tile(img, &tile, threshold)?);
             }
         }
-        self.detect_tiles(img, &runs, threshold)
+        Ok(self.finish(img, found))
     }
 
     fn detect_tiles(
@@ -259,25 +299,42 @@ impl Detector {
         tiles: &[Tile],
         threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
-        let spec = self.family.input();
         let mut all = Vec::new();
         for tile in tiles {
-            let prepared = self.preparer.prepare(img, tile, &spec);
-            let found = self
-                .run(&prepared.tensor, prepared.canvas, threshold)
-                .map_err(|message| DetectError {
-                    model: self.name.clone(),
-                    message,
-                })?;
-            all.extend(found.into_iter().map(|c| Candidate {
+            all.extend(self.run_tile(img, tile, threshold)?);
+        }
+        Ok(self.finish(img, all))
+    }
+
+    /// Candidates found in one tile, in `img` pixels.
+    fn run_tile(
+        &mut self,
+        img: &RgbImage,
+        tile: &Tile,
+        threshold: f32,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let prepared = self.preparer.prepare(img, tile, &self.family.input());
+        let found = self
+            .run(&prepared.tensor, prepared.canvas, threshold)
+            .map_err(|message| DetectError {
+                model: self.name.clone(),
+                message,
+            })?;
+        Ok(found
+            .into_iter()
+            .map(|c| Candidate {
                 bbox: c.bbox.unscale(prepared.scale, prepared.offset),
                 score: c.score,
-            }));
-        }
+            })
+            .collect())
+    }
+
+    /// Merges candidates from all tiles into detections.
+    fn finish(&self, img: &RgbImage, all: Vec<Candidate>) -> Vec<Detection> {
         // Boxes keep the model's estimate of the whole object, also past the frame, so that an
         // object cut by the edge is redacted as far as it shows.
         let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
-        Ok(nms::nms(all, self.settings.nms_iou)
+        nms::nms(all, self.settings.nms_iou)
             .into_iter()
             .filter(|c| c.bbox.intersection(&frame).is_some())
             .map(|c| Detection {
@@ -287,7 +344,7 @@ impl Detector {
                 bbox: c.bbox,
                 verify_pass: 0,
             })
-            .collect())
+            .collect()
     }
 
     fn run(

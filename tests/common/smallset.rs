@@ -506,8 +506,9 @@ pub struct Evaluation {
     pub buckets: std::collections::BTreeMap<String, (u32, u32)>,
     /// "case bucket" of every object not covered.
     pub misses: Vec<String>,
-    /// Seconds spent in `anonymise`, per case name.
-    pub seconds: Vec<(String, f64)>,
+    /// Per case name: seconds spent in `anonymise`, and the milliseconds of its detection
+    /// and of its re-check of redacted regions.
+    pub seconds: Vec<(String, f64, f64, f64)>,
 }
 
 /// Anonymises every case of the set with `engine` on `threads` workers and scores the outputs.
@@ -536,7 +537,9 @@ pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
                     let secs = t.elapsed().as_secs_f64();
                     let scores = score(&case, &out.outputs[0].bytes);
                     let mut r = result.lock().unwrap();
-                    r.seconds.push((case.name.clone(), secs));
+                    let t = &out.report.timings;
+                    r.seconds
+                        .push((case.name.clone(), secs, t.detect_ms, t.verify_ms));
                     for (t, ok) in case.truth.iter().zip(scores) {
                         let e = r.buckets.entry(t.bucket.clone()).or_default();
                         e.1 += 1;

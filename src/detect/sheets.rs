@@ -1,0 +1,189 @@
+//! Many small windows of an image, copied side by side onto a few sheets, so that a model sees
+//! them in one run instead of one run each.
+//!
+//! Re-checking redacted regions looks only around each region; with a fixed-canvas model a
+//! window of 60 × 25 px still costs a whole 640 × 640 run. Laid out on a sheet (shelves of
+//! windows separated by a gutter of neutral grey, at least as wide as the smallest object the
+//! pass looks for, so that no window lends another an object), one run covers dozens of
+//! windows. A box found on a sheet belongs to the window holding its centre and is mapped back
+//! to the image.
+
+use image::{Rgb, RgbImage};
+
+use crate::geometry::BoxF;
+
+/// A pixel rectangle of the image: x, y, width, height.
+pub type Rect = (u32, u32, u32, u32);
+
+/// Where one window of the image lies on its sheet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub window: Rect,
+    /// Top-left corner on the sheet.
+    pub at: (u32, u32),
+}
+
+/// One sheet and the windows on it.
+pub struct Sheet {
+    pub image: RgbImage,
+    pub placements: Vec<Placement>,
+}
+
+impl Sheet {
+    /// Maps a box found on the sheet back to the image, if its centre lies in a window.
+    pub fn to_image(&self, b: &BoxF) -> Option<BoxF> {
+        let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
+        self.placements.iter().find_map(|p| {
+            let (x, y, w, h) = p.window;
+            let (ax, ay) = (p.at.0 as f32, p.at.1 as f32);
+            let inside = cx >= ax && cx < ax + w as f32 && cy >= ay && cy < ay + h as f32;
+            inside.then(|| b.unscale((1.0, 1.0), (x as f32 - ax, y as f32 - ay)))
+        })
+    }
+}
+
+/// Grey between windows: carries no edge a detector could take for part of an object.
+const GUTTER_GREY: Rgb<u8> = Rgb([114, 114, 114]);
+
+/// Lays out `windows` (pixel rectangles of `img`) on sheets of at most `side` × `side` pixels,
+/// tallest first, in shelves, with `gutter` pixels around each window. Windows larger than a
+/// sheet are left out: the caller runs them on their own.
+pub fn lay_out(img: &RgbImage, windows: &[Rect], side: u32, gutter: u32) -> Vec<Sheet> {
+    let mut order: Vec<usize> = (0..windows.len())
+        .filter(|&i| {
+            let (_, _, w, h) = windows[i];
+            w + 2 * gutter <= side && h + 2 * gutter <= side
+        })
+        .collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(windows[i].3));
+    let mut layouts: Vec<Vec<Placement>> = Vec::new();
+    let (mut x, mut y, mut shelf) = (gutter, gutter, 0);
+    for i in order {
+        let (_, _, w, h) = windows[i];
+        if x + w + gutter > side {
+            (x, y, shelf) = (gutter, y + shelf + gutter, 0);
+        }
+        if layouts.is_empty() || y + h + gutter > side {
+            layouts.push(Vec::new());
+            (x, y, shelf) = (gutter, gutter, 0);
+        }
+        layouts
+            .last_mut()
+            .expect("one sheet at least")
+            .push(Placement {
+                window: windows[i],
+                at: (x, y),
+            });
+        x += w + gutter;
+        shelf = shelf.max(h);
+    }
+    layouts
+        .into_iter()
+        .map(|placements| {
+            let width = placements
+                .iter()
+                .map(|p| p.at.0 + p.window.2 + gutter)
+                .max()
+                .unwrap_or(side);
+            let height = placements
+                .iter()
+                .map(|p| p.at.1 + p.window.3 + gutter)
+                .max()
+                .unwrap_or(side);
+            let mut image = RgbImage::from_pixel(width, height, GUTTER_GREY);
+            for p in &placements {
+                let (x, y, w, h) = p.window;
+                let view = image::imageops::crop_imm(img, x, y, w, h);
+                image::imageops::replace(&mut image, &*view, p.at.0 as i64, p.at.1 as i64);
+            }
+            Sheet { image, placements }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_copied_apart_and_boxes_map_back_to_the_image() {
+        let img = RgbImage::from_fn(400, 300, |x, y| Rgb([x as u8, y as u8, 9]));
+        let windows = [(10, 20, 50, 30), (300, 200, 40, 60), (100, 100, 390, 10)];
+        let sheets = lay_out(&img, &windows, 128, 8);
+        assert_eq!(sheets.len(), 1, "both small windows fit one sheet");
+        let sheet = &sheets[0];
+        assert_eq!(
+            sheet.placements.len(),
+            2,
+            "the window wider than a sheet is left out"
+        );
+        for p in &sheet.placements {
+            let (x, y, w, h) = p.window;
+            assert_eq!(
+                sheet.image.get_pixel(p.at.0, p.at.1),
+                img.get_pixel(x, y),
+                "a window's pixels are copied"
+            );
+            assert_eq!(
+                sheet.image.get_pixel(p.at.0 + w - 1, p.at.1 + h - 1),
+                img.get_pixel(x + w - 1, y + h - 1)
+            );
+            assert_eq!(*sheet.image.get_pixel(p.at.0 - 1, p.at.1), GUTTER_GREY);
+            // A box in the middle of the window maps back onto the same pixels of the image.
+            let found = BoxF::new(
+                p.at.0 as f32 + 5.0,
+                p.at.1 as f32 + 5.0,
+                p.at.0 as f32 + 15.0,
+                p.at.1 as f32 + 12.0,
+            );
+            let back = sheet.to_image(&found).unwrap();
+            assert_eq!(
+                back,
+                BoxF::new(
+                    x as f32 + 5.0,
+                    y as f32 + 5.0,
+                    x as f32 + 15.0,
+                    y as f32 + 12.0
+                )
+            );
+        }
+        assert_eq!(
+            sheet.to_image(&BoxF::new(0.0, 0.0, 4.0, 4.0)),
+            None,
+            "in the gutter"
+        );
+        // No two windows overlap, gutters included.
+        let (a, b) = (sheet.placements[0], sheet.placements[1]);
+        let rect = |p: Placement| {
+            BoxF::new(
+                p.at.0 as f32 - 8.0,
+                p.at.1 as f32 - 8.0,
+                (p.at.0 + p.window.2) as f32,
+                (p.at.1 + p.window.3) as f32,
+            )
+        };
+        assert!(rect(a).intersection(&rect(b)).is_none());
+    }
+
+    #[test]
+    fn many_windows_fill_several_sheets_without_losing_any() {
+        let img = RgbImage::new(1000, 1000);
+        let windows: Vec<_> = (0..200)
+            .map(|i| ((i * 4) % 900, (i * 7) % 900, 30 + i % 20, 20 + i % 15))
+            .collect();
+        let sheets = lay_out(&img, &windows, 256, 6);
+        let placed: usize = sheets.iter().map(|s| s.placements.len()).sum();
+        assert_eq!(placed, windows.len());
+        for s in &sheets {
+            assert!(s.image.width() <= 256 && s.image.height() <= 256);
+            for p in &s.placements {
+                assert!(p.at.0 + p.window.2 + 6 <= 256 && p.at.1 + p.window.3 + 6 <= 256);
+            }
+        }
+        assert!(
+            sheets.len() < 20,
+            "{} sheets for 200 small windows",
+            sheets.len()
+        );
+    }
+}
