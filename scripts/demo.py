@@ -64,6 +64,8 @@ def report(accounts, url):
         for o in page.get("Contents", []):
             body = ingest.get_object(Bucket=accounts["audit_bucket"], Key=o["Key"])["Body"].read()
             records.append(json.loads(body))
+    attempts = [r for r in records if not r.get("complete")]
+    records = [r for r in records if r.get("complete")]
     print(f"\n{'source (key sha256)':<20} {'faces':>5} {'plates':>6}  copies (account/bucket/key, bytes)")
     for r in sorted(records, key=lambda r: r["source"]["key_sha256"]):
         counts = r["detections_by_class"]
@@ -73,6 +75,8 @@ def report(accounts, url):
                 if first else " " * 33
             print(f"{left}  {c['account_id']}/{c['bucket']}/{c['key']} {c['width']}x{c['height']} {c['bytes']}")
             first = False
+    if attempts:
+        print(f"({len(attempts)} records of attempts that wrote only some copies, retried since)")
     print()
     for d, info in accounts["destinations"].items():
         n = sum(len(p.get("Contents", [])) for p in
@@ -84,7 +88,8 @@ def report(accounts, url):
     print("\nmetrics (http://.../metrics):")
     for k, v in sorted(m.items()):
         if k.startswith(("veil_objects_total", "veil_messages_", "veil_detections_total", "veil_puts_total",
-                         "veil_destination_errors_total", "veil_credential_refreshes_total", "veil_bytes_")):
+                         "veil_destination_errors_total", "veil_credential_refreshes_total", "veil_bytes_")) \
+                and v:
             print(f"  {k} {v:g}")
     for stage in ["download", "decode", "detect", "verify", "redact", "encode", "upload"]:
         count = m.get(f'veil_stage_seconds_count{{stage="{stage}"}}', 0)
