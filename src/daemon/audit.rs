@@ -54,7 +54,7 @@ pub struct AuditSource {
     pub bucket: String,
     pub key_sha256: String,
     pub version_id: Option<String>,
-    /// Version id or ETag: what the destination keys were derived from.
+    /// ETag (or version id): what the destination keys were derived from.
     pub revision: String,
     pub bytes: usize,
 }

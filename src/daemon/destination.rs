@@ -25,7 +25,7 @@ use crate::daemon::logkeys::LoggedKey;
 use crate::rendition::Rendition;
 
 /// A destination key with placeholders:
-/// `{id}` (a hash of the source bucket, key and version — required, it makes keys unique and
+/// `{id}` (a hash of the source bucket, key and ETag — required, it makes keys unique and
 /// deterministic), `{pipeline}` (a hash of veil's version, the models, settings and this
 /// destination's rendition), `{ext}` (the output's extension), `{destination}` (its name) and
 /// `{key}` (the source key: only if the destination may see it, as keys can hold names or plates).

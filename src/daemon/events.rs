@@ -39,9 +39,10 @@ impl ObjectRef {
         })
     }
 
-    /// The revision the event names: its version id, else its ETag.
+    /// The revision the event names, as [`crate::daemon::source::Fetched::revision`] reads it:
+    /// the ETag, else the version id.
     pub fn revision(&self) -> Option<&str> {
-        self.version_id.as_deref().or(self.etag.as_deref())
+        self.etag.as_deref().or(self.version_id.as_deref())
     }
 }
 

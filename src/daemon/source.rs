@@ -11,8 +11,10 @@ use crate::daemon::logkeys::LoggedKey;
 /// A raw object read into memory.
 pub struct Fetched {
     pub bytes: Vec<u8>,
-    /// The version read (versioned buckets), else its ETag: with bucket and key, it identifies
-    /// exactly these bytes, so copies of them get the same destination keys on every retry.
+    /// The ETag read (else, from a store that gives none, the version): with bucket and key, it
+    /// identifies exactly these bytes, so copies of them get the same destination keys on every
+    /// retry. Every S3 event carries the ETag too, with or without a version id, so a later event
+    /// for the same object names the same revision (see [`ObjectRef::revision`]).
     pub revision: String,
     pub version_id: Option<String>,
     /// The ETag read, without quotes: on an unversioned bucket the delete is conditional on it.
@@ -109,9 +111,9 @@ pub async fn fetch(
     }
     let version_id = response.version_id().map(str::to_string);
     let etag = response.e_tag().map(|t| t.trim_matches('"').to_string());
-    let revision = version_id
+    let revision = etag
         .clone()
-        .or_else(|| etag.clone())
+        .or_else(|| version_id.clone())
         .unwrap_or_default();
     let mut body = response.body;
     let mut bytes = Vec::with_capacity(length as usize);

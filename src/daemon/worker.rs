@@ -425,7 +425,7 @@ impl Worker {
     }
 }
 
-/// The `{id}` of an object's copies: bucket, key and revision (version id or ETag), hashed.
+/// The `{id}` of an object's copies: bucket, key and revision (ETag, or version id), hashed.
 pub fn object_id(bucket: &str, key: &str, revision: &str) -> String {
     sha256_hex(format!("{bucket}\0{key}\0{revision}").as_bytes())[..32].to_string()
 }

@@ -438,24 +438,29 @@ fn http_get(url: &str) -> Option<(u16, String)> {
     Some((code.parse().ok().filter(|&c| c != 0)?, body.to_string()))
 }
 
-/// Every key in `bucket` (under `prefix`).
+/// Every key in `bucket` (under `prefix`), all pages.
 pub async fn keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
-    let out = s3
+    let mut keys = Vec::new();
+    let mut pages = s3
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
-        .send()
-        .await
-        .unwrap_or_else(|e| {
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap_or_else(|e| {
             panic!(
                 "list {bucket}: {}",
                 aws_sdk_s3::error::DisplayErrorContext(&e)
             )
         });
-    out.contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+    }
+    keys
 }
 
 pub async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
