@@ -306,14 +306,16 @@ impl Worker {
                 upload_ms: upload_s * 1000.0,
             },
         };
-        let written = audit.write(&record).await;
         if !complete {
-            if let Err(e) = written {
+            // Only copies need a record: an attempt that wrote none leaves nothing to account for.
+            if !record.destinations.is_empty()
+                && let Err(e) = audit.write(&record).await
+            {
                 tracing::warn!(error = %e, "the record of this incomplete attempt was not written");
             }
             return Err(ObjectError::Destinations(failed, self.destinations.len()));
         }
-        written.map_err(ObjectError::Audit)?;
+        audit.write(&record).await.map_err(ObjectError::Audit)?;
         match source::dispose(&self.s3, o, &fetched, &self.config.raw)
             .await
             .map_err(ObjectError::Dispose)?
