@@ -567,6 +567,14 @@ async fn corrupt_oversized_and_non_images_end_in_the_dead_letter_queue_without_s
     assert!(huge.len() > 1_000_000, "{} bytes", huge.len());
     veil::codec::decode(&huge, &Default::default()).expect("a valid image");
     put(&ingest, "veil-raw", "bad/huge.png", huge).await;
+    // A damaged JPEG on which the decoder itself panics (found by fuzzing).
+    put(
+        &ingest,
+        "veil-raw",
+        "bad/decoder-panic.jpg",
+        std::fs::read(root().join("fuzz/seeds/decode/zune-idct-panic.jpg")).unwrap(),
+    )
+    .await;
     put(
         &ingest,
         "veil-raw",
@@ -575,7 +583,7 @@ async fn corrupt_oversized_and_non_images_end_in_the_dead_letter_queue_without_s
     )
     .await;
 
-    wait_depth(&moto, "/dlq_url", 3).await;
+    wait_depth(&moto, "/dlq_url", 4).await;
     wait_anonymised(&daemon, 1.0).await;
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), 1, "{d}: only the good photo is published");
@@ -585,19 +593,36 @@ async fn corrupt_oversized_and_non_images_end_in_the_dead_letter_queue_without_s
         "messages_failed_total",
         "reason=\"rejected_input\"",
     ));
-    assert_eq!(rejected, 9.0);
+    assert_eq!(rejected, 12.0);
     assert_eq!(
         daemon.metric(&sample("objects_total", "outcome=\"rejected\"")),
-        9.0
+        12.0
     );
     let log = daemon.log_text();
     assert!(
         log.contains("bytes, over limits.max_bytes (1000000)"),
         "the PNG is refused for its size, before decoding"
     );
+    assert!(log.contains("the jpg decoder failed on this file"), "{log}");
+    // The decoder's panic did not take veil down, and is logged as JSON like everything else.
+    assert_eq!(daemon.status("/healthz"), Some(200));
+    for line in log.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
     // The bad raw objects are kept for inspection; the good one is gone.
     let left = keys(&ingest, "veil-raw", "").await;
-    assert_eq!(left, ["bad/huge.png", "bad/notes.txt", "bad/truncated.jpg"]);
+    assert_eq!(
+        left,
+        [
+            "bad/decoder-panic.jpg",
+            "bad/huge.png",
+            "bad/notes.txt",
+            "bad/truncated.jpg"
+        ]
+    );
     let sqs = moto.sqs(moto.who("ingest"));
     assert_eq!(queue_depth(&sqs, &moto.str("/queue_url")).await, 0);
 }

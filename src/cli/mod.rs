@@ -27,6 +27,11 @@ pub fn init_logging(format: LogFormat, default: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    // A panic (a decoder bug that a damaged file reaches, say: veil refuses the file and goes
+    // on) is logged like everything else, so a JSON log stays one JSON object per line.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "a worker thread panicked");
+    }));
 }
 
 /// The given config file, else `config/veil.toml` when it exists, else the built-in defaults;
