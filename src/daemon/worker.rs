@@ -203,7 +203,7 @@ impl Worker {
             });
         }
         let started = Instant::now();
-        let fetched = match source::fetch(&self.s3, o, self.max_bytes).await {
+        let mut fetched = match source::fetch(&self.s3, o, self.max_bytes).await {
             Ok(f) => f,
             Err(SourceError::Gone { bucket, key }) => {
                 return match o.revision() {
@@ -224,11 +224,16 @@ impl Worker {
         };
         let download_s = started.elapsed().as_secs_f64();
         self.metrics.observe("download", download_s);
-        self.metrics.bytes_in.inc_by(fetched.bytes.len() as u64);
+        // The pipeline takes the raw bytes; the rest of `fetched` names the revision to dispose of.
+        let source_bytes = fetched.bytes.len();
+        self.metrics.bytes_in.inc_by(source_bytes as u64);
 
         let anonymised = self
             .pool
-            .anonymise(Arc::new(fetched.bytes.clone()), self.renditions.clone())
+            .anonymise(
+                Arc::new(std::mem::take(&mut fetched.bytes)),
+                self.renditions.clone(),
+            )
             .await
             .map_err(|error| ObjectError::Pipeline {
                 bucket: o.bucket.clone(),
@@ -282,7 +287,7 @@ impl Worker {
                 key_sha256: sha256_hex(o.key.as_bytes()),
                 version_id: fetched.version_id.clone(),
                 revision: fetched.revision.clone(),
-                bytes: fetched.bytes.len(),
+                bytes: source_bytes,
             },
             pipeline: self.engine_fingerprint.clone(),
             image: AuditRecord::image(report),
