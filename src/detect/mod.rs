@@ -258,7 +258,7 @@ impl Detector {
             rects.dedup();
             let side = (tiling.tile_size as f32 / scale) as u32;
             let gutter = (tiling.min_object / scale).ceil() as u32;
-            let sheets = sheets::lay_out(img, &rects, side, gutter);
+            let (sheets, too_large) = sheets::lay_out(img, &rects, side, gutter);
             for sheet in &sheets {
                 let (width, height) = sheet.image.dimensions();
                 let tile = Tile {
@@ -275,11 +275,7 @@ impl Detector {
                 }
             }
             // Windows too large for a sheet run on their own.
-            let placed: Vec<_> = sheets
-                .iter()
-                .flat_map(|s| s.placements.iter().map(|p| p.window))
-                .collect();
-            for &(x, y, width, height) in rects.iter().filter(|r| !placed.contains(r)) {
+            for (x, y, width, height) in too_large {
                 let tile = Tile {
                     x,
                     y,

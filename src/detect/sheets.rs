@@ -47,14 +47,17 @@ const GUTTER_GREY: Rgb<u8> = Rgb([114, 114, 114]);
 
 /// Lays out `windows` (pixel rectangles of `img`) on sheets of at most `side` × `side` pixels,
 /// tallest first, in shelves, with `gutter` pixels around each window. Windows larger than a
-/// sheet are left out: the caller runs them on their own.
-pub fn lay_out(img: &RgbImage, windows: &[Rect], side: u32, gutter: u32) -> Vec<Sheet> {
-    let mut order: Vec<usize> = (0..windows.len())
-        .filter(|&i| {
-            let (_, _, w, h) = windows[i];
-            w + 2 * gutter <= side && h + 2 * gutter <= side
-        })
-        .collect();
+/// sheet are returned apart: the caller runs them on their own.
+pub fn lay_out(
+    img: &RgbImage,
+    windows: &[Rect],
+    side: u32,
+    gutter: u32,
+) -> (Vec<Sheet>, Vec<Rect>) {
+    let (mut order, too_large): (Vec<usize>, Vec<usize>) = (0..windows.len()).partition(|&i| {
+        let (_, _, w, h) = windows[i];
+        w + 2 * gutter <= side && h + 2 * gutter <= side
+    });
     order.sort_by_key(|&i| std::cmp::Reverse(windows[i].3));
     let mut layouts: Vec<Vec<Placement>> = Vec::new();
     let (mut x, mut y, mut shelf) = (gutter, gutter, 0);
@@ -77,7 +80,7 @@ pub fn lay_out(img: &RgbImage, windows: &[Rect], side: u32, gutter: u32) -> Vec<
         x += w + gutter;
         shelf = shelf.max(h);
     }
-    layouts
+    let sheets = layouts
         .into_iter()
         .map(|placements| {
             let width = placements
@@ -98,7 +101,8 @@ pub fn lay_out(img: &RgbImage, windows: &[Rect], side: u32, gutter: u32) -> Vec<
             }
             Sheet { image, placements }
         })
-        .collect()
+        .collect();
+    (sheets, too_large.into_iter().map(|i| windows[i]).collect())
 }
 
 #[cfg(test)]
@@ -109,8 +113,9 @@ mod tests {
     fn windows_are_copied_apart_and_boxes_map_back_to_the_image() {
         let img = RgbImage::from_fn(400, 300, |x, y| Rgb([x as u8, y as u8, 9]));
         let windows = [(10, 20, 50, 30), (300, 200, 40, 60), (100, 100, 390, 10)];
-        let sheets = lay_out(&img, &windows, 128, 8);
+        let (sheets, too_large) = lay_out(&img, &windows, 128, 8);
         assert_eq!(sheets.len(), 1, "both small windows fit one sheet");
+        assert_eq!(too_large, [windows[2]]);
         let sheet = &sheets[0];
         assert_eq!(
             sheet.placements.len(),
@@ -171,7 +176,8 @@ mod tests {
         let windows: Vec<_> = (0..200)
             .map(|i| ((i * 4) % 900, (i * 7) % 900, 30 + i % 20, 20 + i % 15))
             .collect();
-        let sheets = lay_out(&img, &windows, 256, 6);
+        let (sheets, too_large) = lay_out(&img, &windows, 256, 6);
+        assert!(too_large.is_empty());
         let placed: usize = sheets.iter().map(|s| s.placements.len()).sum();
         assert_eq!(placed, windows.len());
         for s in &sheets {
