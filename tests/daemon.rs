@@ -474,18 +474,6 @@ async fn stop_notifications(moto: &Emulator) {
     moto.enforce(true);
 }
 
-async fn send(moto: &Emulator, bodies: &[String]) {
-    let sqs = moto.sqs(moto.who("ingest"));
-    for body in bodies {
-        sqs.send_message()
-            .queue_url(moto.str("/queue_url"))
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_notifications_give_exactly_one_copy_per_destination() {
     let moto = Emulator::moto();
@@ -643,7 +631,7 @@ async fn sigterm_mid_work_loses_no_message_and_writes_nothing_partial() {
     assert!(status.success(), "veil exited with {status}");
     // Unfinished messages were released at once (the queue's visibility timeout is 60 s): none
     // is still hidden, and at least the one in flight is visible again.
-    let (visible, hidden) = queue_counts(&moto, "/queue_url").await;
+    let (visible, hidden) = queue_counts_of(&moto, "/queue_url").await;
     assert_eq!(hidden, 0, "messages still invisible after the exit");
     assert!(visible >= 1, "nothing was released");
 

@@ -30,6 +30,23 @@ fn t1_faces() -> Vec<[f32; 4]> {
         .1
 }
 
+/// moto allowing 10 receives, a fault proxy in front of it, and veil calling one `service`
+/// (`S3`, `SQS`, `STS`) through the proxy, with a 5 s AWS timeout, a 1 s retry delay and
+/// `overrides` on top.
+async fn behind_proxy(service: &str, overrides: &[(&str, &str)]) -> (Emulator, Proxy, Daemon) {
+    let moto = Emulator::moto_seeded(&["--max-receive-count", "10"]);
+    let proxy = Proxy::start(&moto.endpoint).await;
+    let endpoint = format!("INGEST__ENDPOINTS__{service}");
+    let mut all = vec![
+        ("WORKER__AWS_TIMEOUT_S", "5"),
+        ("WORKER__RETRY_DELAY_S", "1"),
+        (endpoint.as_str(), proxy.endpoint.as_str()),
+    ];
+    all.extend_from_slice(overrides);
+    let daemon = Daemon::start(&moto, &all);
+    (moto, proxy, daemon)
+}
+
 async fn upload(moto: &Emulator, prefix: &str, n: usize) {
     let ingest = moto.s3(moto.who("ingest"));
     for i in 0..n {
@@ -54,17 +71,8 @@ fn failures(daemon: &Daemon, reasons: &[&str]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_refusing_hanging_and_cutting_connections_then_recovering_loses_and_duplicates_nothing()
 {
-    let moto = Emulator::moto_seeded(&["--max-receive-count", "10"]);
-    let proxy = Proxy::start(&moto.endpoint).await;
     // Every S3 call (raw reads, copies, audit records, deletes) goes through the proxy.
-    let daemon = Daemon::start(
-        &moto,
-        &[
-            ("WORKER__AWS_TIMEOUT_S", "5"),
-            ("WORKER__RETRY_DELAY_S", "1"),
-            ("INGEST__ENDPOINTS__S3", proxy.endpoint.as_str()),
-        ],
-    );
+    let (moto, proxy, daemon) = behind_proxy("S3", &[]).await;
     daemon.ready().await;
     upload(&moto, "s3-faults", OBJECTS).await;
     wait_metric(
@@ -95,16 +103,7 @@ async fn s3_refusing_hanging_and_cutting_connections_then_recovering_loses_and_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_throttling_with_slow_down_responses_is_retried_until_it_passes() {
-    let moto = Emulator::moto_seeded(&["--max-receive-count", "10"]);
-    let proxy = Proxy::start(&moto.endpoint).await;
-    let daemon = Daemon::start(
-        &moto,
-        &[
-            ("WORKER__AWS_TIMEOUT_S", "5"),
-            ("WORKER__RETRY_DELAY_S", "1"),
-            ("INGEST__ENDPOINTS__S3", proxy.endpoint.as_str()),
-        ],
-    );
+    let (moto, proxy, daemon) = behind_proxy("S3", &[]).await;
     daemon.ready().await;
     proxy.set(Fault::SlowDown);
     upload(&moto, "throttled", OBJECTS).await;
@@ -127,20 +126,17 @@ async fn s3_throttling_with_slow_down_responses_is_retried_until_it_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_unreachable_while_objects_are_processed_expires_their_visibility_without_duplicates() {
-    let moto = Emulator::moto_seeded(&["--max-receive-count", "10"]);
-    let proxy = Proxy::start(&moto.endpoint).await;
     // A short visibility timeout: while SQS is unreachable the heartbeats fail, the messages
     // reappear and are received again while (or after) their first handling finishes.
-    let daemon = Daemon::start(
-        &moto,
+    let (moto, proxy, daemon) = behind_proxy(
+        "SQS",
         &[
             ("WORKER__AWS_TIMEOUT_S", "3"),
-            ("WORKER__RETRY_DELAY_S", "1"),
             ("WORKER__VISIBILITY_TIMEOUT_S", "4"),
             ("WORKER__HEARTBEAT_S", "1"),
-            ("INGEST__ENDPOINTS__SQS", proxy.endpoint.as_str()),
         ],
-    );
+    )
+    .await;
     daemon.ready().await;
     let ingest = moto.s3(moto.who("ingest"));
     put(&ingest, "veil-raw", "slow/big.jpg", big_photo()).await;
@@ -195,18 +191,8 @@ async fn sqs_unreachable_while_objects_are_processed_expires_their_visibility_wi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sts_unreachable_when_writer_sessions_expire_delays_copies_until_it_is_back() {
-    let moto = Emulator::moto_seeded(&["--max-receive-count", "10"]);
-    let proxy = Proxy::start(&moto.endpoint).await;
     // 4 s sessions (the emulator allows them): the second batch needs new ones.
-    let daemon = Daemon::start(
-        &moto,
-        &[
-            ("WORKER__AWS_TIMEOUT_S", "5"),
-            ("WORKER__RETRY_DELAY_S", "1"),
-            ("WORKER__ROLE_SESSION_S", "4"),
-            ("INGEST__ENDPOINTS__STS", proxy.endpoint.as_str()),
-        ],
-    );
+    let (moto, proxy, daemon) = behind_proxy("STS", &[("WORKER__ROLE_SESSION_S", "4")]).await;
     daemon.ready().await;
     upload(&moto, "first", 1).await;
     wait_anonymised(&daemon, 1.0).await;
@@ -237,13 +223,11 @@ async fn a_poison_message_among_good_ones_goes_to_the_dlq_alone() {
     let moto = Emulator::moto();
     let daemon = Daemon::start(&moto, &[("WORKER__RETRY_DELAY_S", "1")]);
     daemon.ready().await;
-    let sqs = moto.sqs(moto.who("ingest"));
-    sqs.send_message()
-        .queue_url(moto.str("/queue_url"))
-        .message_body("{\"Records\": [{\"eventVersion\": \"2.1\"")
-        .send()
-        .await
-        .unwrap();
+    send(
+        &moto,
+        &["{\"Records\": [{\"eventVersion\": \"2.1\"".to_string()],
+    )
+    .await;
     upload(&moto, "beside-poison", OBJECTS).await;
     wait_anonymised(&daemon, OBJECTS as f64).await;
     wait_depth(&moto, "/dlq_url", 1).await;

@@ -10,19 +10,6 @@ use std::path::Path;
 
 use common::*;
 
-/// A small deterministic generator (the same inputs on every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % below as u64) as usize
-    }
-}
-
 /// The seed, its truncations (all of them for small seeds, 64 spread over large ones), and
 /// `mutations` copies with a few bytes flipped, inserted or removed.
 fn variants(seed: &[u8], mutations: usize) -> Vec<Vec<u8>> {
@@ -32,16 +19,16 @@ fn variants(seed: &[u8], mutations: usize) -> Vec<Vec<u8>> {
     let mut rng = Lcg(seed.len() as u64);
     for _ in 0..mutations {
         let mut m = seed.to_vec();
-        for _ in 0..1 + rng.next(4) {
+        for _ in 0..1 + rng.below(4) {
             if m.is_empty() {
-                m.push(rng.next(256) as u8);
+                m.push(rng.below(256) as u8);
                 continue;
             }
-            let at = rng.next(m.len());
-            match rng.next(4) {
-                0 => m[at] ^= 1 << rng.next(8),
-                1 => m[at] = [0, 0xFF, b'"', b'{', b'%', b'\\'][rng.next(6)],
-                2 => m.insert(at, rng.next(256) as u8),
+            let at = rng.below(m.len() as u64) as usize;
+            match rng.below(4) {
+                0 => m[at] ^= 1 << rng.below(8),
+                1 => m[at] = [0, 0xFF, b'"', b'{', b'%', b'\\'][rng.below(6) as usize],
+                2 => m.insert(at, rng.below(256) as u8),
                 _ => {
                     m.remove(at);
                 }

@@ -47,19 +47,6 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// A small deterministic generator, so that a failing soak can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a long run: scripts/soak.sh"]
 async fn soak() {
@@ -106,30 +93,30 @@ async fn soak() {
         );
         // Every few seconds, one of the faults for one to three seconds, on S3 or on SQS
         // (throttling responses only on S3, whose protocol they belong to).
-        let pause = 3 + rng.next(8);
+        let pause = 3 + rng.below(8);
         for _ in 0..pause {
             tokio::time::sleep(Duration::from_secs(1)).await;
             rss.extend(rss_mib(pid));
         }
-        let on_s3 = rng.next(2) == 0;
-        let fault = match rng.next(if on_s3 { 5 } else { 4 }) {
+        let on_s3 = rng.below(2) == 0;
+        let fault = match rng.below(if on_s3 { 5 } else { 4 }) {
             0 => Fault::Refuse,
             1 => Fault::Stall,
-            2 => Fault::Cut(1024 + rng.next(8192) as usize),
+            2 => Fault::Cut(1024 + rng.below(8192) as usize),
             3 => Fault::Slow(2),
             _ => Fault::SlowDown,
         };
         let proxy = if on_s3 { &s3_proxy } else { &sqs_proxy };
         proxy.set(fault);
         faults += 1;
-        tokio::time::sleep(Duration::from_secs(1 + rng.next(3))).await;
+        tokio::time::sleep(Duration::from_secs(1 + rng.below(3))).await;
         proxy.set(Fault::Pass);
     }
     let elapsed = started.elapsed();
 
     // Accounting: copies + complete audit record, or the DLQ; nothing twice.
     wait_depth(&moto, "/queue_url", 0).await;
-    let dlq = queue_depth_now(&moto, "/dlq_url").await as usize;
+    let dlq = queue_depth_of(&moto, "/dlq_url").await as usize;
     let copies = copies(&moto).await;
     let records = audit_records(&moto).await;
     let complete = records
@@ -169,9 +156,5 @@ async fn soak() {
 /// Objects anonymised plus messages in the dead-letter queue.
 async fn finished(moto: &Emulator, daemon: &Daemon, anonymised: &str) -> usize {
     let done = daemon.metric_if_exported(anonymised).unwrap_or(0.0) as usize;
-    done + queue_depth_now(moto, "/dlq_url").await as usize
-}
-
-async fn queue_depth_now(moto: &Emulator, queue: &str) -> u64 {
-    common::cloud::queue_depth(&moto.sqs(moto.who("ingest")), &moto.str(queue)).await
+    done + queue_depth_of(moto, "/dlq_url").await as usize
 }

@@ -500,8 +500,8 @@ pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: Vec<u8
         .to_string()
 }
 
-/// Visible plus in-flight messages of a queue.
-pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+/// (visible, in flight) messages of a queue.
+pub async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let out = sqs
         .get_queue_attributes()
@@ -512,16 +512,15 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
         .await
         .unwrap();
     let attrs = out.attributes().unwrap();
-    [
-        A::ApproximateNumberOfMessages,
-        A::ApproximateNumberOfMessagesNotVisible,
-    ]
-    .iter()
-    .map(|a| {
-        attrs
-            .get(a)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    })
-    .sum()
+    let count = |a: A| attrs[&a].parse().unwrap();
+    (
+        count(A::ApproximateNumberOfMessages),
+        count(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Visible plus in-flight messages of a queue.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    let (visible, in_flight) = queue_counts(sqs, url).await;
+    visible + in_flight
 }

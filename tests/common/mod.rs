@@ -17,6 +17,21 @@ use veil::pipeline::Pipeline;
 /// The licence plate in fast_alpr_car.png, [x1, y1, x2, y2] (checked by eye).
 pub const CAR_PLATE: [f32; 4] = [306.0, 189.0, 387.0, 210.0];
 
+/// A small deterministic generator: test sets and mutations are the same on every machine and
+/// every run, so a failure can be replayed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::cloud::{Daemon, Emulator, get, keys, queue_depth, wait_for};
+use super::cloud::{Daemon, Emulator, get, keys, queue_counts, queue_depth, wait_for};
 use super::{jpeg, photo, rgb};
 
 pub const DESTINATIONS: [&str; 3] = ["training", "inference", "analytics"];
@@ -22,23 +22,13 @@ pub async fn wait_metric(daemon: &Daemon, sample: &str, at_least: f64) {
 }
 
 /// (visible, in flight) messages of the queue the seed names (`/queue_url`, `/dlq_url`).
-pub async fn queue_counts(moto: &Emulator, queue: &str) -> (u64, u64) {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = moto
-        .sqs(moto.who("ingest"))
-        .get_queue_attributes()
-        .queue_url(moto.str(queue))
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap();
-    let attrs = out.attributes().unwrap();
-    let count = |a: A| attrs[&a].parse().unwrap();
-    (
-        count(A::ApproximateNumberOfMessages),
-        count(A::ApproximateNumberOfMessagesNotVisible),
-    )
+pub async fn queue_counts_of(moto: &Emulator, queue: &str) -> (u64, u64) {
+    queue_counts(&moto.sqs(moto.who("ingest")), &moto.str(queue)).await
+}
+
+/// Visible plus in-flight messages of the queue the seed names.
+pub async fn queue_depth_of(moto: &Emulator, queue: &str) -> u64 {
+    queue_depth(&moto.sqs(moto.who("ingest")), &moto.str(queue)).await
 }
 
 /// Waits until the queue the seed names (`/queue_url`, `/dlq_url`) holds `depth` messages.
@@ -169,6 +159,15 @@ pub async fn assert_all_accounted_for(
     assert_eq!(raw_versions(moto).await, 0, "raw objects left");
 }
 
-async fn queue_depth_of(moto: &Emulator, queue: &str) -> u64 {
-    queue_depth(&moto.sqs(moto.who("ingest")), &moto.str(queue)).await
+/// Sends message bodies to the queue, as S3 (or anything else) would.
+pub async fn send(moto: &Emulator, bodies: &[String]) {
+    let sqs = moto.sqs(moto.who("ingest"));
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(moto.str("/queue_url"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
 }

@@ -19,7 +19,7 @@ use image::{GrayImage, RgbImage, RgbaImage};
 use veil::detect::Class;
 use veil::geometry::BoxF;
 
-use super::{CAR_PLATE, known_faces, photo, segment, testdata};
+use super::{CAR_PLATE, Lcg, known_faces, photo, segment, testdata};
 
 pub const FACE_HEIGHTS: [u32; 4] = [10, 12, 16, 24];
 pub const PLATE_WIDTHS: [u32; 3] = [20, 28, 40];
@@ -172,19 +172,6 @@ fn paste(canvas: &mut RgbImage, s: &Source, x: i64, y: i64) -> BoxF {
         x as f32 + s.bbox.x2,
         y as f32 + s.bbox.y2,
     )
-}
-
-/// A small deterministic generator, so that the set is the same on every machine.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n.max(1)
-    }
 }
 
 fn bucket(class: Class, size: u32) -> String {
