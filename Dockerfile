@@ -1,13 +1,16 @@
 # veil's container image: the daemon (`veil run`) with ONNX Runtime and the verified models.
 #
-#   docker build -t veil .
+#   docker build -t veil .                        # CPU (the last stage, the default)
+#   docker build --target cuda -t veil:cuda .     # NVIDIA GPUs: CUDA 12 + cuDNN 9, onnxruntime-gpu
 #   docker run --rm -p 9464:9464 -v $PWD/config/veil.example.toml:/etc/veil/veil.toml:ro \
 #     -e AWS_REGION=eu-west-1 veil
 #
 # Against LocalStack or MinIO, mount a config with `ingest.endpoint_url` set (see
-# config/local.toml) and pass AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. In ECS the task role
-# provides the credentials. CPU build: for CUDA hosts, start the runtime stage from an
-# nvidia/cuda cuDNN runtime image and install the onnxruntime-gpu library instead.
+# config/local.toml, or deploy/compose.yaml) and pass AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+# In ECS the task role provides the credentials (deploy/service.yaml). Without a Docker engine,
+# scripts/build_image.sh assembles the same CPU image from Debian packages.
+
+ARG ORT_VERSION=1.32.0
 
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
@@ -21,16 +24,43 @@ RUN scripts/setup.sh && cargo build --release --locked \
     && cp models/manifest.toml models/README.md models/*.onnx /opt/veil/models/ \
     && cp target/release/veil /usr/local/bin/veil
 
-FROM debian:bookworm-slim
+# The GPU build of the same ONNX Runtime release: the runtime and its CUDA provider libraries.
+FROM build AS build-cuda
+ARG ORT_VERSION
+RUN .venv/bin/pip install --no-cache-dir "onnxruntime-gpu==${ORT_VERSION}" \
+    && mkdir -p /opt/veil/onnxruntime-gpu \
+    && cp -L .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* \
+       /opt/veil/onnxruntime-gpu/libonnxruntime.so \
+    && cp -L .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime_providers_*.so \
+       /opt/veil/onnxruntime-gpu/
+
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS cuda
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libstdc++6 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin veil
+COPY --from=build-cuda /opt/veil/onnxruntime-gpu /opt/veil/onnxruntime
+COPY --from=build /opt/veil/models /opt/veil/models
+COPY --from=build /usr/local/bin/veil /usr/local/bin/veil
+COPY config/veil.example.toml /etc/veil/veil.toml
+ENV VEIL__RUNTIME__DEVICE=cuda
+USER 10001:10001
+EXPOSE 9464
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD ["veil", "health"]
+ENTRYPOINT ["veil"]
+CMD ["--config", "/etc/veil/veil.toml", "--log-format", "json", "run"]
+
+FROM debian:bookworm-slim AS cpu
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin veil
 COPY --from=build /opt/veil /opt/veil
 COPY --from=build /usr/local/bin/veil /usr/local/bin/veil
 COPY config/veil.example.toml /etc/veil/veil.toml
-USER veil
+USER 10001:10001
 EXPOSE 9464
 # SIGTERM (docker stop, ECS) drains in-flight objects for worker.shutdown_grace_s, then exits 0.
 STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD ["veil", "health"]
 ENTRYPOINT ["veil"]
 CMD ["--config", "/etc/veil/veil.toml", "--log-format", "json", "run"]

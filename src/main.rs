@@ -38,6 +38,9 @@ enum Command {
     Run,
     /// Validate the configuration (and, with --connect, reach every AWS resource it names).
     CheckConfig(cli::check_config::Args),
+    /// Exit 0 if the daemon on metrics.listen answers /healthz with 200, else 1 (for container
+    /// health checks).
+    Health,
     /// Manage the detector models.
     Models {
         #[command(subcommand)]
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Anonymise(a) => cli::anonymise::run(config, a),
         Command::Run => cli::run::run(config),
         Command::CheckConfig(a) => cli::check_config::run(&config, a),
+        Command::Health => return cli::health::run(&config),
         Command::Models {
             command: ModelsCommand::Verify,
         } => cli::models::verify(&config),

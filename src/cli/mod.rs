@@ -2,6 +2,7 @@
 
 pub mod anonymise;
 pub mod check_config;
+pub mod health;
 pub mod models;
 pub mod run;
 
