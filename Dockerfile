@@ -7,7 +7,7 @@
 #
 # Against LocalStack or MinIO, mount a config with `ingest.endpoint_url` set (see
 # config/local.toml, or deploy/compose.yaml) and pass AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
-# In ECS the task role provides the credentials (deploy/service.yaml). Without a Docker engine,
+# In ECS the task role provides the credentials (deploy/cloudformation/service.yaml). Without a Docker engine,
 # scripts/build_image.sh assembles the same CPU image from Debian packages.
 
 ARG ORT_VERSION=1.32.0

@@ -93,11 +93,7 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
     // The copy itself: every known face of t1 is obscured by the coverage rule.
     let before = Plane::new(&rgb(&photo("t1.jpg")));
     let after = Plane::new(&rgb(&std::fs::read(out.join("sub/t1.jpg")).unwrap()));
-    let (_, faces) = known_faces()
-        .into_iter()
-        .find(|(f, _)| f == "t1.jpg")
-        .unwrap();
-    for face in faces {
+    for face in known_faces_of("t1.jpg") {
         let c = coverage(&before, &after, &face.into()).unwrap();
         assert!(
             c.covered(),

@@ -36,11 +36,7 @@ fn street_scene() -> (Vec<u8>, Vec<BoxF>) {
     bytes.extend(segment(0xFE, b"owner: CAM-SECRET-7"));
     bytes.extend_from_slice(&jpeg[2..]);
 
-    let faces = known_faces()
-        .into_iter()
-        .find(|(f, _)| f == "t1.jpg")
-        .unwrap()
-        .1;
+    let faces = known_faces_of("t1.jpg");
     let mut boxes: Vec<BoxF> = faces.into_iter().map(BoxF::from).collect();
     let [x1, y1, x2, y2] = CAR_PLATE;
     let dx = people.width() as f32;

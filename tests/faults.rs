@@ -22,14 +22,6 @@ use common::*;
 
 const OBJECTS: usize = 3;
 
-fn t1_faces() -> Vec<[f32; 4]> {
-    known_faces()
-        .into_iter()
-        .find(|(f, _)| f == "t1.jpg")
-        .unwrap()
-        .1
-}
-
 /// moto allowing 10 receives, a fault proxy in front of it, and veil calling one `service`
 /// (`S3`, `SQS`, `STS`) through the proxy, with a 5 s AWS timeout, a 1 s retry delay and
 /// `overrides` on top.
@@ -92,7 +84,7 @@ async fn s3_refusing_hanging_and_cutting_connections_then_recovering_loses_and_d
     }
     proxy.set(Fault::Pass);
     wait_anonymised(&daemon, OBJECTS as f64).await;
-    assert_all_accounted_for(&moto, OBJECTS, &photo("t1.jpg"), &t1_faces()).await;
+    assert_all_accounted_for(&moto, OBJECTS, &photo("t1.jpg"), &known_faces_of("t1.jpg")).await;
     let failed = failures(&daemon, &["source", "destination", "audit", "dispose"]);
     assert!(failed >= 1.0, "no failure was counted: the faults missed");
     assert_eq!(
@@ -117,7 +109,7 @@ async fn s3_throttling_with_slow_down_responses_is_retried_until_it_passes() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.set(Fault::Pass);
     wait_anonymised(&daemon, OBJECTS as f64).await;
-    assert_all_accounted_for(&moto, OBJECTS, &photo("t1.jpg"), &t1_faces()).await;
+    assert_all_accounted_for(&moto, OBJECTS, &photo("t1.jpg"), &known_faces_of("t1.jpg")).await;
     assert!(
         daemon.log_text().contains("SlowDown"),
         "the throttling was not seen"
@@ -207,7 +199,7 @@ async fn sts_unreachable_when_writer_sessions_expire_delays_copies_until_it_is_b
     .await;
     proxy.set(Fault::Pass);
     wait_anonymised(&daemon, OBJECTS as f64).await;
-    assert_all_accounted_for(&moto, OBJECTS, &photo("t1.jpg"), &t1_faces()).await;
+    assert_all_accounted_for(&moto, OBJECTS, &photo("t1.jpg"), &known_faces_of("t1.jpg")).await;
     for d in DESTINATIONS {
         let refreshes = daemon.metric(&sample(
             "credential_refreshes_total",
@@ -236,7 +228,12 @@ async fn a_poison_message_among_good_ones_goes_to_the_dlq_alone() {
     for (d, objects) in copies(&moto).await {
         assert_eq!(objects.len(), OBJECTS, "{d}");
         for (k, bytes) in objects {
-            assert_faces_covered(&source, &bytes, &t1_faces(), &format!("{d}/{k}"));
+            assert_faces_covered(
+                &source,
+                &bytes,
+                &known_faces_of("t1.jpg"),
+                &format!("{d}/{k}"),
+            );
         }
     }
     assert!(common::cloud::keys(&s3, "veil-raw", "").await.is_empty());

@@ -1,7 +1,10 @@
-//! The daemon against LocalStack, whose S3 notifications look like AWS's (keys URL-encoded with
-//! `+` for spaces, `sequencer`, `userIdentity`, multipart as one CompleteMultipartUpload), sent
-//! directly to SQS and then through an EventBridge rule, with destination roles assumed across
-//! accounts. LocalStack enforces no IAM; moto's tests do.
+//! The daemon against LocalStack with the CloudFormation templates of deploy/ deployed to it
+//! (three writer stacks, then the ingest stack: the bucket notification, queue policy, redrive
+//! and roles are the templates'), configured as the service template configures it in ECS.
+//! LocalStack's S3 notifications look like AWS's (keys URL-encoded with `+` for spaces,
+//! `sequencer`, `userIdentity`, multipart as one CompleteMultipartUpload); they go directly to
+//! SQS and then through an EventBridge rule, and the destination roles are assumed across
+//! accounts. LocalStack enforces no IAM; moto's tests do, with the templates' policies.
 
 mod common;
 
@@ -11,14 +14,15 @@ use common::cloud::{Daemon, Emulator, get, keys, put, queue_depth, wait_for};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn localstack_s3_and_eventbridge_notifications_drive_the_daemon_for_unusual_keys() {
+async fn the_deployed_templates_carry_s3_and_eventbridge_notifications_of_unusual_keys_to_three_accounts()
+ {
     let ls = Emulator::localstack();
     let ingest = ls.s3(ls.who("ingest"));
     let keys_in = ["cam 1/Zoë + Ana.jpg", "cam 1/ünïcode plate (1).png"];
     put(&ingest, "veil-raw", keys_in[0], photo("t1.jpg")).await;
     put(&ingest, "veil-raw", keys_in[1], photo("fast_alpr_car.png")).await;
 
-    let daemon = Daemon::start(&ls, &[]);
+    let daemon = Daemon::deployed(&ls, &[]);
     daemon.ready().await;
     let limit = Duration::from_secs(180);
     wait_for("both objects anonymised", limit, || async {
@@ -38,6 +42,24 @@ async fn localstack_s3_and_eventbridge_notifications_drive_the_daemon_for_unusua
         let copies = keys(&s3, &bucket, "anonymised/").await;
         assert_eq!(copies.len(), 2, "{d}: {copies:?}");
         for k in copies {
+            // Encrypted with the key the writer stack made (its Destination output names it).
+            let head = s3
+                .head_object()
+                .bucket(&bucket)
+                .key(&k)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                head.server_side_encryption().map(|e| e.as_str()),
+                Some("aws:kms"),
+                "{d}/{k}"
+            );
+            let key = head.ssekms_key_id().unwrap_or_default();
+            assert!(
+                key.contains(&format!(":{}:key/", ls.str(&format!("/accounts/{d}")))),
+                "{d}/{k}: {key}"
+            );
             let bytes = get(&s3, &bucket, &k).await;
             veil::codec::decode(&bytes, &Default::default())
                 .unwrap_or_else(|e| panic!("{d}/{k}: {e}"));

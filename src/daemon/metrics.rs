@@ -16,8 +16,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric veil exports, registered in one registry.
@@ -37,6 +37,8 @@ pub struct Metrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounterVec,
     pub in_flight: IntGauge,
+    /// The queue's messages by state (visible, in_flight), polled: the backlog, seen by veil.
+    pub queue_messages: IntGaugeVec,
     /// PUTs by destination and result (created, already_present).
     pub puts: IntCounterVec,
     pub destination_errors: IntCounterVec,
@@ -64,6 +66,8 @@ pub const FAILURE_REASONS: [&str; 9] = [
 pub const STAGES: [&str; 7] = [
     "download", "decode", "detect", "redact", "verify", "encode", "upload",
 ];
+/// The `state` label values of `veil_queue_messages`.
+pub const QUEUE_STATES: [&str; 2] = ["visible", "in_flight"];
 /// The `result` label values of `veil_puts_total`.
 pub const PUT_RESULTS: [&str; 2] = ["created", "already_present"];
 
@@ -98,6 +102,17 @@ impl Metrics {
         let in_flight = IntGauge::new("veil_in_flight", "Objects being processed").expect("valid");
         registry
             .register(Box::new(in_flight.clone()))
+            .expect("unique");
+        let queue_messages = IntGaugeVec::new(
+            Opts::new(
+                "veil_queue_messages",
+                "Messages on the queue by state, as SQS approximates them (polled)",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(queue_messages.clone()))
             .expect("unique");
         let metrics = Self {
             messages_received: counter("messages_received_total", "SQS messages received"),
@@ -144,6 +159,7 @@ impl Metrics {
             ),
             stage_seconds,
             in_flight,
+            queue_messages,
             registry,
         };
         for outcome in OUTCOMES {
@@ -157,6 +173,9 @@ impl Metrics {
         }
         for class in ["face", "plate"] {
             metrics.detections.with_label_values(&[class]);
+        }
+        for state in QUEUE_STATES {
+            metrics.queue_messages.with_label_values(&[state]);
         }
         metrics
     }

@@ -157,6 +157,7 @@ impl Daemon {
             delete_rx,
             self.metrics.clone(),
         ));
+        let depth = tokio::spawn(depth_loop(self.queue.clone(), self.metrics.clone()));
         let mut tasks = JoinSet::new();
         let mut backoff = Duration::from_millis(250);
         tokio::pin!(shutdown);
@@ -247,9 +248,32 @@ impl Daemon {
                 "unfinished messages made visible again"
             );
         }
+        depth.abort();
         drop(delete_tx);
         deleter.await.expect("the delete loop does not panic");
         tracing::info!("veil daemon stopped");
+    }
+}
+
+/// Every DEPTH_POLL, the queue's visible and in-flight messages into `veil_queue_messages`,
+/// so the backlog is on veil's own dashboard and alerts (CloudWatch has it too, in AWS).
+async fn depth_loop(queue: Queue, metrics: Arc<Metrics>) {
+    loop {
+        match queue.depth().await {
+            Ok((visible, in_flight)) => {
+                metrics
+                    .queue_messages
+                    .with_label_values(&["visible"])
+                    .set(visible);
+                metrics
+                    .queue_messages
+                    .with_label_values(&["in_flight"])
+                    .set(in_flight);
+            }
+            // Receive errors are counted and logged by the receive loop.
+            Err(e) => tracing::debug!(error = %e, "cannot read the queue's depth"),
+        }
+        tokio::time::sleep(DEPTH_POLL).await;
     }
 }
 
@@ -309,6 +333,8 @@ impl MessageTask {
 }
 
 /// Deletes finished messages in batches of up to 10, gathering for at most 50 ms.
+const DEPTH_POLL: Duration = Duration::from_secs(15);
+
 async fn delete_loop(queue: Queue, mut rx: mpsc::UnboundedReceiver<String>, metrics: Arc<Metrics>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];

@@ -174,14 +174,31 @@ impl Queue {
 
     /// Checks that the queue answers (for `veil check-config --connect`).
     pub async fn probe(&self) -> Result<(), QueueError> {
-        self.client
+        self.depth().await.map(|_| ())
+    }
+
+    /// (visible, in flight) messages on the queue, as SQS approximates them.
+    pub async fn depth(&self) -> Result<(i64, i64), QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .client
             .get_queue_attributes()
             .queue_url(&self.url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| self.error("GetQueueAttributes", &e))
+            .map_err(|e| self.error("GetQueueAttributes", &e))?;
+        let count = |a: A| {
+            out.attributes()
+                .and_then(|m| m.get(&a))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            count(A::ApproximateNumberOfMessages),
+            count(A::ApproximateNumberOfMessagesNotVisible),
+        ))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Real emulators and a real daemon for the end-to-end tests: a moto server (IAM enforced) or
-//! LocalStack (AWS-faithful event bodies) on a free port of 127.0.0.1, seeded with the
-//! four-account layout by scripts/seed_emulator.py, and the `veil` binary running
-//! `config/local.toml` against it. All are stopped by PID when dropped; every wait is bounded.
+//! LocalStack (AWS-faithful event bodies) on a free port of 127.0.0.1, given the four-account
+//! layout of deploy/cloudformation/*.yaml by scripts/seed_emulator.py (LocalStack deploys the templates, moto
+//! gets their policies through its APIs), and the `veil` binary running `config/local.toml`, or
+//! configured as the service template configures it, against it. All are stopped by PID when dropped; every wait is bounded.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -82,7 +83,8 @@ impl Emulator {
         Self::start(command, port, None, seed_args)
     }
 
-    /// Starts LocalStack (S3, SQS, STS, IAM, EventBridge) and seeds it. No IAM enforcement.
+    /// Starts LocalStack (S3, SQS, STS, IAM, EventBridge, CloudFormation, KMS, Logs) and deploys
+    /// the templates of deploy/ to it. No IAM enforcement.
     pub fn localstack() -> Self {
         let port = free_port();
         let data = tempfile::tempdir().unwrap();
@@ -92,7 +94,7 @@ impl Emulator {
             .env("GATEWAY_SERVER", "hypercorn")
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("LOCALSTACK_HOST", format!("127.0.0.1:{port}"))
-            .env("SERVICES", "s3,sqs,sts,iam,events")
+            .env("SERVICES", "s3,sqs,sts,iam,events,cloudformation,kms,logs")
             .env("DNS_ADDRESS", "0")
             .env("DISABLE_EVENTS", "1")
             .env("SQS_ENDPOINT_STRATEGY", "path")
@@ -202,6 +204,20 @@ impl Emulator {
 
     pub fn sts(&self, credentials: Credentials) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(&sdk(&self.endpoint, credentials))
+    }
+
+    /// The environment deploy/cloudformation/service.yaml gives veil's container for this layout (without
+    /// the `VEIL__` prefix), as the seed resolved it from the templates.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        self.seed["service_env"]
+            .as_object()
+            .expect("the seed resolves service.yaml's environment")
+            .iter()
+            .map(|(k, v)| {
+                let k = k.strip_prefix("VEIL__").expect("a VEIL__ variable");
+                (k.to_string(), v.as_str().unwrap().to_string())
+            })
+            .collect()
     }
 
     pub fn str(&self, pointer: &str) -> String {
@@ -331,35 +347,79 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `veil run --config config/local.toml` against the emulator, as the ingest account's
     /// `veil` user, with `overrides` (`("WORKER__RETRY_DELAY_S", "5")`) on top.
-    pub fn start(moto: &Emulator, overrides: &[(&str, &str)]) -> Self {
+    pub fn start(emulator: &Emulator, overrides: &[(&str, &str)]) -> Self {
+        let mut env = Vec::new();
+        if let Some(lib) = std::env::var_os("ORT_DYLIB_PATH") {
+            env.push(("RUNTIME__LIBRARY".into(), lib.to_string_lossy().into()));
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_veil"));
+        command.current_dir(root()).args([
+            "--config",
+            "config/local.toml",
+            "--log-format",
+            "json",
+            "run",
+        ]);
+        Self::launch(emulator, command, env, overrides)
+    }
+
+    /// Starts veil configured as deploy/cloudformation/service.yaml configures it in ECS: the image's config
+    /// (config/veil.example.toml) under the task definition's environment, resolved for the
+    /// emulator's layout by the seed, with this machine's runtime and models.
+    pub fn deployed(emulator: &Emulator, overrides: &[(&str, &str)]) -> Self {
+        let mut env = emulator.service_env();
+        env.push((
+            "RUNTIME__LIBRARY".into(),
+            super::config()
+                .runtime
+                .library
+                .unwrap()
+                .to_string_lossy()
+                .into(),
+        ));
+        env.push((
+            "RUNTIME__MODELS_DIR".into(),
+            root().join("models").to_string_lossy().into(),
+        ));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_veil"));
+        command.args([
+            "--config",
+            &root().join("config/veil.example.toml").to_string_lossy(),
+        ]);
+        Self::launch(emulator, command, env, overrides)
+    }
+
+    /// Runs `command` (`veil … --log-format json run`) as the `veil` user against the emulator,
+    /// with `settings` (`("WORKER__PIPELINES", "1")`, without the `VEIL__` prefix), then the
+    /// emulator's endpoint and a free metrics port, then `overrides`.
+    pub fn launch(
+        emulator: &Emulator,
+        mut command: Command,
+        settings: Vec<(String, String)>,
+        overrides: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("veil-daemon-{port}.log"));
-        let veil = moto.who("veil");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_veil"));
+        let veil = emulator.who("veil");
         command
-            .current_dir(root())
-            .args([
-                "--config",
-                "config/local.toml",
-                "--log-format",
-                "json",
-                "run",
-            ])
             .env("VEIL_LOG", "info")
             .env("AWS_ACCESS_KEY_ID", veil.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", veil.secret_access_key())
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("VEIL__INGEST__ENDPOINT_URL", &moto.endpoint)
-            .env("VEIL__INGEST__QUEUE_URL", moto.str("/queue_url"))
-            .env("VEIL__METRICS__LISTEN", format!("127.0.0.1:{port}"))
-            .env("VEIL__WORKER__PIPELINES", "1")
-            .env("VEIL__WORKER__IN_FLIGHT", "2")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(lib) = std::env::var_os("ORT_DYLIB_PATH") {
-            command.env("VEIL__RUNTIME__LIBRARY", lib);
-        }
-        for (k, v) in overrides {
+        let harness = [
+            ("INGEST__ENDPOINT_URL", emulator.endpoint.clone()),
+            ("INGEST__QUEUE_URL", emulator.str("/queue_url")),
+            ("METRICS__LISTEN", format!("127.0.0.1:{port}")),
+            ("WORKER__PIPELINES", "1".into()),
+            ("WORKER__IN_FLIGHT", "2".into()),
+        ];
+        let harness = harness.into_iter().map(|(k, v)| (k.to_string(), v));
+        let overrides = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        for (k, v) in settings.into_iter().chain(harness).chain(overrides) {
             command.env(format!("VEIL__{k}"), v);
         }
         let process = Process(command.spawn().expect("veil starts"));

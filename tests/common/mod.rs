@@ -66,6 +66,15 @@ pub fn photo(name: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{name}: {e} (run scripts/fetch_test_images.py first)"))
 }
 
+/// The known faces of one photo of tests/data/known_faces.toml.
+pub fn known_faces_of(file: &str) -> Vec<[f32; 4]> {
+    known_faces()
+        .into_iter()
+        .find(|(f, _)| f == file)
+        .unwrap_or_else(|| panic!("{file} has no known faces"))
+        .1
+}
+
 /// The faces listed in tests/data/known_faces.toml: (photo file, boxes).
 pub fn known_faces() -> Vec<(String, Vec<[f32; 4]>)> {
     #[derive(serde::Deserialize)]
