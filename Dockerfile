@@ -10,7 +10,8 @@
 # In ECS the task role provides the credentials (deploy/cloudformation/service.yaml). Without a Docker engine,
 # scripts/build_image.sh assembles the same CPU image from Debian packages.
 
-ARG ORT_VERSION=1.32.0
+# onnxruntime-gpu's newest release on PyPI (the CPU build uses scripts/setup.sh's 1.32.0).
+ARG ORT_GPU_VERSION=1.31.1
 
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
@@ -24,14 +25,15 @@ RUN scripts/setup.sh && cargo build --release --locked \
     && cp models/manifest.toml models/README.md models/*.onnx /opt/veil/models/ \
     && cp target/release/veil /usr/local/bin/veil
 
-# The GPU build of the same ONNX Runtime release: the runtime and its CUDA provider libraries.
+# The GPU build of ONNX Runtime: the runtime and its CUDA provider libraries.
 FROM build AS build-cuda
-ARG ORT_VERSION
-RUN .venv/bin/pip install --no-cache-dir "onnxruntime-gpu==${ORT_VERSION}" \
+ARG ORT_GPU_VERSION
+RUN python3 -m venv /opt/ort-gpu \
+    && /opt/ort-gpu/bin/pip install --no-cache-dir "onnxruntime-gpu==${ORT_GPU_VERSION}" \
     && mkdir -p /opt/veil/onnxruntime-gpu \
-    && cp -L .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* \
+    && cp -L /opt/ort-gpu/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* \
        /opt/veil/onnxruntime-gpu/libonnxruntime.so \
-    && cp -L .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime_providers_*.so \
+    && cp -L /opt/ort-gpu/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime_providers_*.so \
        /opt/veil/onnxruntime-gpu/
 
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS cuda
