@@ -1,8 +1,9 @@
 """Give a running emulator veil's four-account layout, from the templates in deploy/.
 
 LocalStack (--localstack) deploys the templates themselves: one writer stack per downstream
-account (writer.yaml), then the ingest data plane (ingest.yaml); an access key id is its account
-and no IAM is enforced. moto cannot deploy them faithfully (it ignores notifications, versioning
+account (writer.yaml), then the ingest data plane (ingest.yaml), then the service (service.yaml,
+whose ECS and autoscaling resources LocalStack only stubs: start it with
+CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES=1); an access key id is its account and no IAM is enforced. moto cannot deploy them faithfully (it ignores notifications, versioning
 and bucket policies in templates, and a role whose inline policy came from CloudFormation breaks
 S3), so on moto the same layout is made through the APIs, with the trust and permission policies
 read from the templates, and IAM enforcement is then switched on. veil runs as the user `veil`
@@ -131,11 +132,17 @@ def seed_localstack(endpoint):
     cfn = client(endpoint, "cloudformation", INGEST)
     out = deploy(cfn, INGEST_STACK, "ingest.yaml", ingest_parameters(roles))
     exports = {e["Name"]: e["Value"] for e in cfn.list_exports()["Exports"]}
+    env = service_env(writer_outputs, exports)
+    # LocalStack only stubs ECS and autoscaling; the alarms, log group and the sidecar's policy
+    # on the task role are real. The daemon runs with the environment the task would get.
+    deploy(cfn, "veil-service", "service.yaml",
+           {"Image": "veil", "Subnets": "subnet-1", "SecurityGroups": "sg-1",
+            "Destinations": env["VEIL__DESTINATIONS"]})
     ingest = {"access_key_id": INGEST, "secret_access_key": "test"}
     return {
         "queue_url": out["QueueUrl"], "dlq_url": out["DeadLetterQueueUrl"], "raw_bucket": out["RawBucket"],
         "audit_bucket": out["AuditBucket"], "veil": ingest, "ingest_admin": ingest,
-        "destinations": destinations, "service_env": service_env(writer_outputs, exports),
+        "destinations": destinations, "service_env": env,
     }
 
 

@@ -1,6 +1,7 @@
 //! The daemon against LocalStack with the CloudFormation templates of deploy/ deployed to it
-//! (three writer stacks, then the ingest stack: the bucket notification, queue policy, redrive
-//! and roles are the templates'), configured as the service template configures it in ECS.
+//! (three writer stacks, the ingest stack, the service stack: the bucket notification, queue
+//! policy, redrive, roles and alarms are the templates'), configured as the service template
+//! configures it in ECS.
 //! LocalStack's S3 notifications look like AWS's (keys URL-encoded with `+` for spaces,
 //! `sequencer`, `userIdentity`, multipart as one CompleteMultipartUpload); they go directly to
 //! SQS and then through an EventBridge rule, and the destination roles are assumed across
@@ -22,6 +23,18 @@ async fn the_deployed_templates_carry_s3_and_eventbridge_notifications_of_unusua
     put(&ingest, "veil-raw", keys_in[0], photo("t1.jpg")).await;
     put(&ingest, "veil-raw", keys_in[1], photo("fast_alpr_car.png")).await;
 
+    // The service stack's alarms and the metrics sidecar's permission are in place (its ECS
+    // resources are stubs on LocalStack).
+    let deployed = ls.python(
+        "alarms = client('cloudwatch', '111111111111').describe_alarms()['MetricAlarms']\n\
+         print(sorted(a['AlarmName'].split('-')[2] for a in alarms))\n\
+         print(client('iam', '111111111111').list_role_policies(RoleName='veil-task')['PolicyNames'])",
+    );
+    assert_eq!(
+        deployed,
+        "['DeadLetterAlarm', 'ErrorRateAlarm', 'NoReceiveAlarm', 'OldestMessageAlarm']\n\
+         ['veil-daemon', 'veil-metrics-sidecar']"
+    );
     let daemon = Daemon::deployed(&ls, &[]);
     daemon.ready().await;
     let limit = Duration::from_secs(180);

@@ -83,8 +83,8 @@ impl Emulator {
         Self::start(command, port, None, seed_args)
     }
 
-    /// Starts LocalStack (S3, SQS, STS, IAM, EventBridge, CloudFormation, KMS, Logs) and deploys
-    /// the templates of deploy/ to it. No IAM enforcement.
+    /// Starts LocalStack (S3, SQS, STS, IAM, EventBridge, CloudFormation, KMS, Logs, CloudWatch)
+    /// and deploys the templates of deploy/cloudformation to it. No IAM enforcement.
     pub fn localstack() -> Self {
         let port = free_port();
         let data = tempfile::tempdir().unwrap();
@@ -94,7 +94,11 @@ impl Emulator {
             .env("GATEWAY_SERVER", "hypercorn")
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("LOCALSTACK_HOST", format!("127.0.0.1:{port}"))
-            .env("SERVICES", "s3,sqs,sts,iam,events,cloudformation,kms,logs")
+            .env(
+                "SERVICES",
+                "s3,sqs,sts,iam,events,cloudformation,kms,logs,cloudwatch",
+            )
+            .env("CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES", "1")
             .env("DNS_ADDRESS", "0")
             .env("DISABLE_EVENTS", "1")
             .env("SQS_ENDPOINT_STRATEGY", "path")
@@ -382,10 +386,10 @@ impl Daemon {
             root().join("models").to_string_lossy().into(),
         ));
         let mut command = Command::new(env!("CARGO_BIN_EXE_veil"));
-        command.args([
-            "--config",
-            &root().join("config/veil.example.toml").to_string_lossy(),
-        ]);
+        command
+            .arg("--config")
+            .arg(root().join("config/veil.example.toml"))
+            .args(["--log-format", "json", "run"]);
         Self::launch(emulator, command, env, overrides)
     }
 
