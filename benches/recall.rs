@@ -1,8 +1,10 @@
 //! Recall per size bucket on the small-object set (tests/common/smallset.rs), and the time each
 //! configuration takes for it, side by side in one run: the default (CenterFace + platedet,
-//! planned from `[recall]`), YuNet instead of CenterFace, and the plan of earlier releases
-//! (objects assumed to be at least 48 px: a whole pass and few tiles). Prints a table;
-//! scripts/bench.sh runs it. Needs the runtime, models and photos of scripts/prepare.sh.
+//! planned from `[recall]`), platedet quantised to int8 instead of float, YuNet instead of
+//! CenterFace, and the plan of earlier releases (objects assumed to be at least 48 px: a whole
+//! pass and few tiles). Prints a table; scripts/bench.sh runs it. `RECALL_ONLY=int8` runs only
+//! the configurations whose name contains it. Needs the runtime, models and photos of
+//! scripts/prepare.sh.
 //!
 //! `cargo bench --bench recall`. In test mode (`cargo test --benches`) it does nothing: the same
 //! evaluation of the default configuration runs in tests/small_objects.rs.
@@ -18,6 +20,9 @@ use veil::config::{Config, RecallConfig};
 fn configs() -> Vec<(&'static str, Config)> {
     let mut list = vec![("default (centerface + platedet)", common::config())];
     {
+        let mut int8 = common::config();
+        int8.detectors[1].model = "platedet-int8".into();
+        list.push(("centerface + platedet-int8", int8));
         let mut yunet = common::config();
         yunet.detectors[0].model = "yunet".into();
         list.push(("yunet + platedet", yunet));
@@ -28,6 +33,8 @@ fn configs() -> Vec<(&'static str, Config)> {
         };
         list.push(("default models, 48 px plan", coarse));
     }
+    let only = std::env::var("RECALL_ONLY").unwrap_or_default();
+    list.retain(|(name, _)| name.contains(&only));
     list
 }
 

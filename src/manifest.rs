@@ -26,6 +26,21 @@ pub struct ModelEntry {
     pub file: String,
     pub sha256: String,
     pub licence: String,
+    /// Set when the file is the source model quantised to int8 at setup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantise: Option<Quantise>,
+}
+
+/// How scripts/prepare_models.py quantises a model: static int8 (QDQ, per-channel), with
+/// activation ranges calibrated on the first `count` images of `images` in `package`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantise {
+    pub package: String,
+    pub images: Vec<String>,
+    pub count: usize,
+    /// Nodes under this name prefix, other than convolutions, stay in float.
+    pub float_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,7 +12,7 @@ pub fn verify(config: &Config) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(&config.runtime);
     let mut failed = 0;
     println!(
-        "{:<12} {:<11} {:<6} {:<8} licence",
+        "{:<14} {:<11} {:<6} {:<8} licence",
         "model", "family", "class", "status"
     );
     for entry in &manifest.models {
@@ -28,7 +28,7 @@ pub fn verify(config: &Config) -> anyhow::Result<ExitCode> {
         };
         let family = serde_json::to_string(&entry.family).unwrap_or_default();
         let line = format!(
-            "{:<12} {:<11} {:<6}",
+            "{:<14} {:<11} {:<6}",
             entry.name,
             family.trim_matches('"'),
             entry.class.as_str()

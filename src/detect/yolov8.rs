@@ -75,6 +75,17 @@ impl Family for Yolov8 {
             if score < threshold {
                 continue;
             }
+            // Class scores are probabilities; anything above 1 is a row that is not a score
+            // (mask coefficients read as classes): a layout veil does not understand.
+            if score > 1.0 + 1e-3 {
+                return Err(format!(
+                    "output 0 row {} holds {score}, not a class score in [0, 1]: a segmentation \
+                     output without its mask prototypes?",
+                    4 + (0..classes)
+                        .position(|c| row(4 + c)[a] == score)
+                        .unwrap_or(0)
+                ));
+            }
             let (cx, cy, w, h) = (row(0)[a], row(1)[a], row(2)[a], row(3)[a]);
             found.push(Candidate {
                 bbox: BoxF::new(cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0),
@@ -105,5 +116,19 @@ mod tests {
         let found = Yolov8.decode(&outputs, (640, 640), 0.3).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].bbox, BoxF::new(80.0, 40.0, 120.0, 60.0));
+    }
+
+    #[test]
+    fn rows_that_are_not_probabilities_fail_instead_of_reading_as_detections() {
+        // A segmentation output whose mask prototypes were cut off: the coefficients would
+        // read as 32 more classes.
+        let mut out = ArrayD::<f32>::zeros(vec![1, 37, 3]);
+        out[[0, 20, 1]] = 2.5;
+        let outputs = Outputs {
+            names: vec!["output0"],
+            arrays: vec![out.view()],
+        };
+        let e = Yolov8.decode(&outputs, (640, 640), 0.3).unwrap_err();
+        assert!(e.contains("row 20 holds 2.5"), "{e}");
     }
 }
