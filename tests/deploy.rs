@@ -410,6 +410,22 @@ fn the_service_drains_before_it_is_killed_checks_health_and_scales_on_backlog_pe
         ])
     );
 
+    // The one permission the service adds to the task role: the sidecar's metrics log group.
+    let sidecar = properties(&t, "MetricsPolicy");
+    assert_eq!(sidecar["Roles"], json!(["import:veil-ingest-TaskRoleName"]));
+    assert_eq!(
+        statements(&sidecar["PolicyDocument"]),
+        [(
+            "Allow".into(),
+            vec![
+                "logs:CreateLogStream".into(),
+                "logs:PutLogEvents".into(),
+                "logs:DescribeLogStreams".into()
+            ],
+            vec!["MetricsLogGroup.Arn".into()]
+        )]
+    );
+
     let gpu = service("gpu");
     let task = properties(&gpu, "TaskDefinition");
     assert_eq!(task["RequiresCompatibilities"], json!(["EC2"]));
