@@ -56,7 +56,11 @@ fn main() {
             !eval.buckets.is_empty(),
             "the set is empty: test photos missing?"
         );
-        println!("\nrecall on the small-object set: {name} ({threads} workers, {wall:.1} s wall)");
+        println!(
+            "\nrecall on the small-object set: {name} ({threads} workers, {wall:.1} s wall, \
+             over-redaction {:.4})",
+            eval.over_redacted()
+        );
         println!("| bucket | covered | recall |\n| --- | --- | --- |");
         for (bucket, (covered, total)) in &eval.buckets {
             println!(

@@ -466,6 +466,31 @@ pub fn coverage(before: &Plane, after: &Plane, b: &BoxF) -> Option<Coverage> {
     })
 }
 
+/// Over-redaction of an output: (pixels changed, pixels looked at) outside every object's box
+/// grown to twice its size (the window a redaction may fade into), in the first view. A pixel
+/// counts as changed when its luminance moved by more than 24 (JPEG re-encoding moves few).
+pub fn over_redaction(case: &Case, output: &[u8]) -> (u64, u64) {
+    let before = Plane::new(&case.views[0]);
+    let after = Plane::new(&output_views(output)[0]);
+    let (w, h) = (before.width, before.height);
+    let mut inside = vec![false; (w * h) as usize];
+    for t in &case.truth {
+        if let Some((x, y, rw, rh)) = t.bbox.grow(0.5).pixel_rect(w, h) {
+            for row in y..y + rh {
+                inside[(row * w + x) as usize..(row * w + x + rw) as usize].fill(true);
+            }
+        }
+    }
+    let (mut changed, mut outside) = (0, 0);
+    for (i, (b, a)) in before.lum.iter().zip(&after.lum).enumerate() {
+        if !inside[i] {
+            outside += 1;
+            changed += u64::from((b - a).abs() > 24.0);
+        }
+    }
+    (changed, outside)
+}
+
 /// For each object of a case, whether it is covered in every view of an output.
 pub fn score(case: &Case, output: &[u8]) -> Vec<bool> {
     let after: Vec<Plane> = output_views(output).iter().map(Plane::new).collect();
@@ -496,6 +521,15 @@ pub struct Evaluation {
     /// Per case name: seconds spent in `anonymise`, and the milliseconds of its detection
     /// and of its re-check of redacted regions.
     pub seconds: Vec<(String, f64, f64, f64)>,
+    /// Pixels changed and pixels looked at, away from every object (see `over_redaction`).
+    pub over_redaction: (u64, u64),
+}
+
+impl Evaluation {
+    /// The share of pixels away from every object that the anonymisation changed.
+    pub fn over_redacted(&self) -> f64 {
+        self.over_redaction.0 as f64 / self.over_redaction.1.max(1) as f64
+    }
 }
 
 /// Anonymises every case of the set with `engine` on `threads` workers and scores the outputs.
@@ -507,6 +541,7 @@ pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
         buckets: Default::default(),
         misses: Vec::new(),
         seconds: Vec::new(),
+        over_redaction: (0, 0),
     });
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -523,7 +558,10 @@ pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
                         .expect("the set's images are valid");
                     let secs = t.elapsed().as_secs_f64();
                     let scores = score(&case, &out.outputs[0].bytes);
+                    let (changed, outside) = over_redaction(&case, &out.outputs[0].bytes);
                     let mut r = result.lock().unwrap();
+                    r.over_redaction.0 += changed;
+                    r.over_redaction.1 += outside;
                     let t = &out.report.timings;
                     r.seconds
                         .push((case.name.clone(), secs, t.detect_ms, t.verify_ms));
