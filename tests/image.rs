@@ -1,8 +1,9 @@
 //! veil's CPU container image, assembled without a Docker engine by scripts/build_image.sh
 //! (scripts/test.sh builds it first), unpacked and run the way its OCI configuration says — its
 //! entrypoint and command, its non-root user, its environment — in a chroot of its root
-//! filesystem, against moto with the task role's policy from deploy/cloudformation/ingest.yaml and configured by
-//! deploy/cloudformation/service.yaml's environment: one photo becomes one anonymised copy in each account.
+//! filesystem, against moto with the task role's policy from
+//! deploy/cloudformation/ingest.yaml and configured by deploy/cloudformation/service.yaml's
+//! environment: one photo becomes one anonymised copy in each account.
 
 mod common;
 

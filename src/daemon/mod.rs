@@ -36,7 +36,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemon::aws::Aws;
 use crate::daemon::config::DaemonConfig;
 use crate::daemon::destination::Destination;
-use crate::daemon::metrics::{Metrics, Readiness};
+use crate::daemon::metrics::{Metrics, QUEUE_STATES, Readiness};
 use crate::daemon::pool::PipelinePool;
 use crate::daemon::queue::{MAX_BATCH, Queue, Received};
 use crate::daemon::worker::Worker;
@@ -264,14 +264,9 @@ async fn depth_loop(queue: Queue, metrics: Arc<Metrics>) {
     loop {
         match queue.depth().await {
             Ok((visible, in_flight)) => {
-                metrics
-                    .queue_messages
-                    .with_label_values(&["visible"])
-                    .set(visible);
-                metrics
-                    .queue_messages
-                    .with_label_values(&["in_flight"])
-                    .set(in_flight);
+                for (state, n) in QUEUE_STATES.into_iter().zip([visible, in_flight]) {
+                    metrics.queue_messages.with_label_values(&[state]).set(n);
+                }
             }
             // Receive errors are counted and logged by the receive loop.
             Err(e) => tracing::debug!(error = %e, "cannot read the queue's depth"),

@@ -1,8 +1,9 @@
 //! Real emulators and a real daemon for the end-to-end tests: a moto server (IAM enforced) or
 //! LocalStack (AWS-faithful event bodies) on a free port of 127.0.0.1, given the four-account
-//! layout of deploy/cloudformation/*.yaml by scripts/seed_emulator.py (LocalStack deploys the templates, moto
-//! gets their policies through its APIs), and the `veil` binary running `config/local.toml`, or
-//! configured as the service template configures it, against it. All are stopped by PID when dropped; every wait is bounded.
+//! layout of deploy/cloudformation/*.yaml by scripts/seed_emulator.py (LocalStack deploys the
+//! templates, moto gets their policies through its APIs), and the `veil` binary running
+//! `config/local.toml`, or configured as the service template configures it, against it. All
+//! are stopped by PID when dropped; every wait is bounded.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -210,8 +211,8 @@ impl Emulator {
         aws_sdk_sts::Client::new(&sdk(&self.endpoint, credentials))
     }
 
-    /// The environment deploy/cloudformation/service.yaml gives veil's container for this layout (without
-    /// the `VEIL__` prefix), as the seed resolved it from the templates.
+    /// The environment deploy/cloudformation/service.yaml gives veil's container for this
+    /// layout (without the `VEIL__` prefix), as the seed resolved it from the templates.
     pub fn service_env(&self) -> Vec<(String, String)> {
         self.seed["service_env"]
             .as_object()
@@ -367,9 +368,9 @@ impl Daemon {
         Self::launch(emulator, command, env, overrides)
     }
 
-    /// Starts veil configured as deploy/cloudformation/service.yaml configures it in ECS: the image's config
-    /// (config/veil.example.toml) under the task definition's environment, resolved for the
-    /// emulator's layout by the seed, with this machine's runtime and models.
+    /// Starts veil configured as deploy/cloudformation/service.yaml configures it in ECS: the
+    /// image's config (config/veil.example.toml) under the task definition's environment,
+    /// resolved for the emulator's layout by the seed, with this machine's runtime and models.
     pub fn deployed(emulator: &Emulator, overrides: &[(&str, &str)]) -> Self {
         let mut env = emulator.service_env();
         env.push((
