@@ -37,6 +37,15 @@ impl Class {
             Class::Plate => "plate",
         }
     }
+
+    /// The size of an object of this class, as the guarantees and `min_object` measure it: a
+    /// face's height, a plate's width.
+    pub fn size(&self, b: &BoxF) -> f32 {
+        match self {
+            Class::Face => b.height(),
+            Class::Plate => b.width(),
+        }
+    }
 }
 
 /// One object found in the source image.
@@ -214,23 +223,37 @@ impl Detector {
         self.detect_tiles(img, &plan, self.settings.threshold)
     }
 
-    /// Looks again, at `threshold`, only around `regions` (each grown by a quarter of its size on every
-    /// side), at the scales the tile plan uses there: a cheap check of redacted regions.
+    /// Looks again, at `threshold`, only around `regions` (each grown by a quarter of its size
+    /// on every side), each at the passes of the tile plan that are responsible for an object
+    /// of its size (given beside it, in source pixels): a cheap check of redacted regions.
     /// Overlapping windows are merged; a tile mostly covered by windows is simply run whole; the
     /// other windows of one scale are laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
-        regions: &[BoxF],
+        regions: &[(BoxF, f32)],
         threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
+        let plan = self.plan(img.width(), img.height());
+        let finest = plan.first().map_or(1.0, |t| t.scale);
+        let coarsest = plan.last().map_or(1.0, |t| t.scale);
+        let tiling = self.settings.tiling;
+        // An object is a pass's to find when the pass shows it between the model's minimum and
+        // the tiles' overlap; the finest pass also takes anything smaller, the coarsest anything
+        // larger (see `tiles`).
+        let responsible = |size: f32, scale: f32| {
+            let seen = size * scale;
+            (seen >= tiling.min_object || scale == finest)
+                && (seen <= tiling.overlap as f32 || scale == coarsest)
+        };
         let mut whole = Vec::new();
         let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
-        for tile in self.plan(img.width(), img.height()) {
+        for tile in plan {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = regions
                 .iter()
-                .filter_map(|r| r.grow(0.25).intersection(&tile_box))
+                .filter(|(_, size)| responsible(*size, tile.scale))
+                .filter_map(|(r, _)| r.grow(0.25).intersection(&tile_box))
                 .collect();
             while let Some((i, j)) = first_overlap(&windows) {
                 windows[i] = windows[i].union(&windows[j]);
@@ -252,7 +275,6 @@ impl Detector {
         for tile in &whole {
             found.extend(self.run_tile(img, tile, threshold)?);
         }
-        let tiling = self.settings.tiling;
         for (scale, mut rects) in by_scale {
             rects.sort_unstable();
             rects.dedup();
