@@ -281,9 +281,8 @@ impl Pipeline {
     /// Looks again around every region just redacted, with the detector of its class, and
     /// returns what is still found over one: a blurred head can keep a face-like outline. The
     /// check uses half the detection threshold, so that the noise of encoding the output cannot
-    /// lift a leftover over the threshold afterwards; it runs only in windows around the regions,
-    /// each at the passes of the tile plan responsible for its object's size, so it costs a
-    /// fraction of a detection.
+    /// lift a leftover over the threshold afterwards; it runs at the scales of the tile plan but
+    /// only in windows around the regions, so it costs a fraction of a detection.
     fn recheck(
         &mut self,
         img: &image::RgbImage,
@@ -295,7 +294,7 @@ impl Pipeline {
             let regions: Vec<_> = redacted
                 .iter()
                 .filter(|d| d.class == class)
-                .map(|d| (self.redaction.region(d), class.size(&d.bbox)))
+                .map(|d| self.redaction.region(d))
                 .collect();
             if regions.is_empty() {
                 continue;
@@ -305,7 +304,7 @@ impl Pipeline {
             residue.extend(
                 found
                     .into_iter()
-                    .filter(|f| regions.iter().any(|(r, _)| f.bbox.iou(r) > 0.0)),
+                    .filter(|f| regions.iter().any(|r| f.bbox.iou(r) > 0.0)),
             );
         }
         Ok(residue)

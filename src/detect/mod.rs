@@ -224,27 +224,24 @@ impl Detector {
     }
 
     /// Looks again, at `threshold`, only around `regions` (each grown by a quarter of its size
-    /// on every side), each at the passes of the tile plan that are responsible for an object
-    /// of its size (given beside it, in source pixels): a cheap check of redacted regions.
+    /// on every side into a window), at every pass of the tile plan that shows the window at
+    /// least at half the model's smallest object: a cheap check of redacted regions. (Finer
+    /// passes than the one that found an object are not skipped: a blurred face can still be
+    /// scored as a face on an upscale meant for smaller ones.)
     /// Overlapping windows are merged; a tile mostly covered by windows is simply run whole; the
     /// other windows of one scale are laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
-        regions: &[(BoxF, f32)],
+        regions: &[BoxF],
         threshold: f32,
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let finest = plan.first().map_or(1.0, |t| t.scale);
-        let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let tiling = self.settings.tiling;
-        // An object is a pass's to find when the pass shows it between the model's minimum and
-        // the tiles' overlap; the finest pass also takes anything smaller, the coarsest anything
-        // larger (see `tiles`).
-        let responsible = |size: f32, scale: f32| {
-            let seen = size * scale;
-            (seen >= tiling.min_object || scale == finest)
-                && (seen <= tiling.overlap as f32 || scale == coarsest)
+        let class = self.class;
+        let visible = |window: &BoxF, scale: f32| {
+            class.size(window) * scale >= tiling.min_object / 2.0 || scale == finest
         };
         let mut whole = Vec::new();
         let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
@@ -252,8 +249,9 @@ impl Detector {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = regions
                 .iter()
-                .filter(|(_, size)| responsible(*size, tile.scale))
-                .filter_map(|(r, _)| r.grow(0.25).intersection(&tile_box))
+                .map(|r| r.grow(0.25))
+                .filter(|w| visible(w, tile.scale))
+                .filter_map(|w| w.intersection(&tile_box))
                 .collect();
             while let Some((i, j)) = first_overlap(&windows) {
                 windows[i] = windows[i].union(&windows[j]);
