@@ -63,8 +63,18 @@ fn failures(daemon: &Daemon, reasons: &[&str]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_refusing_hanging_and_cutting_connections_then_recovering_loses_and_duplicates_nothing()
 {
-    // Every S3 call (raw reads, copies, audit records, deletes) goes through the proxy.
-    let (moto, proxy, daemon) = behind_proxy("S3", &[]).await;
+    // Every S3 call (raw reads, copies, audit records, deletes) goes through the proxy. The
+    // faults last 17 s: objects must reach S3 again within that time, so the pipeline looks
+    // only for objects of 32 px and more (t1's faces are ~100 px), a second or two per photo
+    // instead of the default guarantee's ten.
+    let (moto, proxy, daemon) = behind_proxy(
+        "S3",
+        &[
+            ("RECALL__FACE_MIN_PX", "32"),
+            ("RECALL__PLATE_MIN_PX", "56"),
+        ],
+    )
+    .await;
     daemon.ready().await;
     upload(&moto, "s3-faults", OBJECTS).await;
     wait_metric(

@@ -28,7 +28,7 @@ fn objects_found_per_size_at_one_scale() {
         .map(|s| s.trim().parse().expect("SIZES is a list of pixel sizes"))
         .collect();
     let scale: f32 = env("SCALE").unwrap_or(1.0);
-    let class = if model == "platedet" {
+    let class = if model.starts_with("platedet") {
         Class::Plate
     } else {
         Class::Face
