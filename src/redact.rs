@@ -82,7 +82,7 @@ impl Default for RedactionConfig {
             plate: ClassRedaction {
                 method: Method::Gaussian,
                 shape: Shape::Rect,
-                padding: 0.25,
+                padding: 0.5,
                 strength: 0.5,
                 feather: 0.3,
                 colour: [0, 0, 0],
@@ -473,6 +473,7 @@ mod tests {
         let mut config = RedactionConfig::default();
         config.plate.method = Method::Fill;
         config.plate.colour = [9, 9, 9];
+        config.plate.padding = 0.25;
         Redactor::default().redact(&mut img, &[d], &config);
         // padding 0.25: region x 5..95, y 35..65; the whole detected box is fully filled
         for (x, y) in [(20, 40), (79, 59), (20, 59), (79, 40), (50, 50)] {
@@ -529,8 +530,11 @@ mod tests {
     fn small_boxes_get_a_margin_of_at_least_two_pixels() {
         let config = RedactionConfig::default();
         let d = detection(Class::Plate, BoxF::new(10.0, 10.0, 30.0, 14.0));
-        // 25 % of 20 px = 5 px across; 25 % of 4 px = 1 px, raised to 2
-        assert_eq!(config.region(&d), BoxF::new(5.0, 8.0, 35.0, 16.0));
+        // 50 % of 20 px = 10 px across; 50 % of 4 px = 2 px; 10 % of 4 px would be raised to 2
+        assert_eq!(config.region(&d), BoxF::new(0.0, 8.0, 40.0, 16.0));
+        let mut thin = config;
+        thin.plate.padding = 0.1;
+        assert_eq!(thin.region(&d), BoxF::new(8.0, 8.0, 32.0, 16.0));
     }
 
     #[test]

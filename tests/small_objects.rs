@@ -77,9 +77,9 @@ const FLOORS: [(&str, f64); 7] = [
     ("face 12 px", 0.91),
     ("face 16 px", 0.93),
     ("face 24 px", 0.95),
-    ("plate 20 px", 0.87),
-    ("plate 28 px", 0.90),
-    ("plate 40 px", 0.93),
+    ("plate 20 px", 0.89),
+    ("plate 28 px", 0.94),
+    ("plate 40 px", 0.95),
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
