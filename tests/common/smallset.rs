@@ -121,10 +121,7 @@ fn sources() -> Vec<Source> {
 
 /// A source scaled so that its object is `size` px high (faces) or wide (plates).
 fn scaled(s: &Source, size: u32) -> Source {
-    let k = match s.class {
-        Class::Face => size as f32 / s.bbox.height(),
-        Class::Plate => size as f32 / s.bbox.width(),
-    };
+    let k = size as f32 / s.class.size(&s.bbox);
     let (w, h) = (
         ((s.patch.width() as f32 * k).round() as u32).max(1),
         ((s.patch.height() as f32 * k).round() as u32).max(1),
