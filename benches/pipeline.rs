@@ -65,8 +65,8 @@ fn anonymise(c: &mut Criterion) {
     let mut group = c.benchmark_group("anonymise");
     group.sample_size(10);
     for (name, detectors) in [
-        ("default", vec!["centerface", "platedet"]),
-        ("int8_plates", vec!["centerface", "platedet-int8"]),
+        ("default", vec!["centerface", "platedet-int8"]),
+        ("float_plates", vec!["centerface", "platedet"]),
         ("faces_centerface", vec!["centerface"]),
     ] {
         let mut config = common::config();

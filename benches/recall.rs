@@ -1,11 +1,10 @@
 //! Recall per size bucket on the small-object set (tests/common/smallset.rs), and the time each
-//! configuration takes for it, side by side in one run: the default (CenterFace + platedet,
-//! planned from `[recall]`), platedet quantised to int8 on the same plan, platedet on
-//! the plan of the previous release (plates looked for at 20 px in its input, no upscaling),
-//! YuNet instead of CenterFace, and the plan of earlier releases (objects assumed to be at least
-//! 48 px: a whole pass and few tiles). Prints a table; scripts/bench.sh runs it.
-//! `RECALL_ONLY=int8` runs only the configurations whose name contains it. Needs the runtime,
-//! models and photos of scripts/prepare.sh.
+//! configuration takes for it, side by side in one run: the default (CenterFace + platedet-int8,
+//! planned from `[recall]`), the float platedet in int8's place, the previous release's default
+//! (float platedet, both detectors at threshold 0.2), and the plan of earlier releases (objects
+//! assumed to be at least 48 px: a whole pass and few tiles). Prints a table; scripts/bench.sh
+//! runs it. `RECALL_ONLY=float` runs only the configurations whose name contains it. Needs the
+//! runtime, models and photos of scripts/prepare.sh.
 //!
 //! `cargo bench --bench recall`. In test mode (`cargo test --benches`) it does nothing: the same
 //! evaluation of the default configuration runs in tests/small_objects.rs.
@@ -21,15 +20,15 @@ use veil::config::{Config, RecallConfig};
 fn configs() -> Vec<(&'static str, Config)> {
     let mut list = vec![("default", common::config())];
     {
-        let mut int8 = common::config();
-        int8.detectors[1].model = "platedet-int8".into();
-        list.push(("platedet-int8 instead of platedet", int8));
-        let mut low = common::config();
-        low.detectors[1].tiling.min_object = Some(20.0);
-        list.push(("platedet, plates at 20 px in its input", low));
-        let mut yunet = common::config();
-        yunet.detectors[0].model = "yunet".into();
-        list.push(("yunet instead of centerface", yunet));
+        let mut float = common::config();
+        float.detectors[1].model = "platedet".into();
+        list.push(("float platedet instead of platedet-int8", float));
+        let mut previous = common::config();
+        previous.detectors[1].model = "platedet".into();
+        for d in &mut previous.detectors {
+            d.threshold = Some(0.2);
+        }
+        list.push(("previous default: float platedet, thresholds 0.2", previous));
         let mut coarse = common::config();
         coarse.recall = RecallConfig {
             face_min_px: 48.0,

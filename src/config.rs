@@ -124,7 +124,7 @@ impl RecallConfig {
 }
 
 fn default_detectors() -> Vec<DetectorConfig> {
-    ["centerface", "platedet"]
+    ["centerface", "platedet-int8"]
         .map(|m| DetectorConfig {
             model: m.into(),
             ..Default::default()
@@ -325,7 +325,7 @@ mod tests {
                 .iter()
                 .map(|d| d.model.as_str())
                 .collect::<Vec<_>>(),
-            ["centerface", "platedet"]
+            ["centerface", "platedet-int8"]
         );
         assert_eq!(c.output.jpeg_quality, 90);
     }

@@ -87,11 +87,14 @@ fn the_plate_in_a_street_photo_is_blurred_and_not_found_again() {
         &plate,
         "fast_alpr_car.png",
     );
-    let again = pipeline_with(&config())
-        .anonymise(&result.outputs[0].bytes, &[])
-        .unwrap()
-        .report;
-    assert_eq!(again.count(Class::Plate), 0, "{:?}", again.detections);
+    // (A box elsewhere — platedet at its default threshold scores a patch of kerb 0.14 once the
+    // plate is blurred — is a false detection, not the plate found again.)
+    assert_not_found_again(
+        &mut pipeline_with(&config()),
+        &result.outputs[0].bytes,
+        &[plate],
+        "fast_alpr_car.png",
+    );
 }
 
 #[test]

@@ -73,19 +73,19 @@ fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
 /// less a margin: a guard against regressions. The goal is 0.99 everywhere; faces of 24 px come
 /// close, smaller faces and plates do not yet with the models veil can ship.
 const FLOORS: [(&str, f64); 7] = [
-    ("face 10 px", 0.78),
-    ("face 12 px", 0.91),
-    ("face 16 px", 0.93),
-    ("face 24 px", 0.95),
-    ("plate 20 px", 0.89),
-    ("plate 28 px", 0.94),
+    ("face 10 px", 0.83),
+    ("face 12 px", 0.94),
+    ("face 16 px", 0.95),
+    ("face 24 px", 0.96),
+    ("plate 20 px", 0.94),
+    ("plate 28 px", 0.96),
     ("plate 40 px", 0.95),
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
 /// the defaults change (measured: README "Small objects"), plus a margin: recall bought with
 /// false detections shows here.
-const OVER_REDACTION_CEILING: f64 = 0.005;
+const OVER_REDACTION_CEILING: f64 = 0.01;
 
 #[test]
 fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {

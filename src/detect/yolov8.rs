@@ -25,12 +25,12 @@ impl Family for Yolov8 {
     }
 
     fn defaults(&self) -> FamilyDefaults {
-        // platedet ships conf 0.6; 0.2 finds every labelled plate, and more small ones than 0.3.
-        // It finds every plate of the small-object set from 56 px wide in its input, float or
-        // int8, and fewer below (models/README.md): 20 px plates are looked for on a 2.8×
-        // upscale.
+        // platedet ships conf 0.6. It finds every plate of the small-object set from 56 px wide
+        // in its input, float or int8, and fewer below (models/README.md): 20 px plates are
+        // looked for on a 2.8× upscale. At 0.1 it covers 13 more of the set's 637 plates than at
+        // 0.2 (float and int8 alike), for 0.15 % more of the pixels away from every object.
         FamilyDefaults {
-            threshold: 0.2,
+            threshold: 0.1,
             nms_iou: 0.4,
             tiling: TilingConfig {
                 whole_size: 640,
