@@ -3,8 +3,9 @@
 //! planned from `[recall]`), the float platedet in int8's place, the previous release's default
 //! (float platedet, both detectors at threshold 0.2), and the plan of earlier releases (objects
 //! assumed to be at least 48 px: a whole pass and few tiles). Prints a table; scripts/bench.sh
-//! runs it. `RECALL_ONLY=float` runs only the configurations whose name contains it. Needs the
-//! runtime, models and photos of scripts/prepare.sh.
+//! runs it. `RECALL_ONLY=float` runs only the configurations whose name contains it;
+//! `RECALL_SWEEP=1` runs each detector alone at several thresholds instead, the measurements
+//! behind the default thresholds. Needs the runtime, models and photos of scripts/prepare.sh.
 //!
 //! `cargo bench --bench recall`. In test mode (`cargo test --benches`) it does nothing: the same
 //! evaluation of the default configuration runs in tests/small_objects.rs.
@@ -17,7 +18,19 @@ use std::time::Instant;
 use common::smallset;
 use veil::config::{Config, RecallConfig};
 
-fn configs() -> Vec<(&'static str, Config)> {
+fn configs() -> Vec<(String, Config)> {
+    let mut list = if std::env::var_os("RECALL_SWEEP").is_some() {
+        sweep()
+    } else {
+        side_by_side()
+    };
+    let only = std::env::var("RECALL_ONLY").unwrap_or_default();
+    list.retain(|(name, _)| name.contains(&only));
+    list
+}
+
+/// The default beside the alternatives it was chosen over.
+fn side_by_side() -> Vec<(String, Config)> {
     let mut list = vec![("default", common::config())];
     {
         let mut float = common::config();
@@ -36,8 +49,27 @@ fn configs() -> Vec<(&'static str, Config)> {
         };
         list.push(("default models, 48 px plan", coarse));
     }
-    let only = std::env::var("RECALL_ONLY").unwrap_or_default();
-    list.retain(|(name, _)| name.contains(&only));
+    list.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
+}
+
+/// Each detector of the default alone (and the float plate model), at several thresholds:
+/// recall per bucket against over-redaction.
+fn sweep() -> Vec<(String, Config)> {
+    let mut list = Vec::new();
+    for (index, model, thresholds) in [
+        (0, "centerface", &[0.2, 0.15, 0.1][..]),
+        (1, "platedet-int8", &[0.2, 0.15, 0.1]),
+        (1, "platedet", &[0.2, 0.1]),
+    ] {
+        for &threshold in thresholds {
+            let mut config = common::config();
+            let mut detector = config.detectors.swap_remove(index);
+            detector.model = model.into();
+            detector.threshold = Some(threshold);
+            config.detectors = vec![detector];
+            list.push((format!("{model} alone, threshold {threshold}"), config));
+        }
+    }
     list
 }
 
