@@ -217,26 +217,37 @@ impl Pipeline {
         timings.redact_ms = ms(t);
 
         let t = Instant::now();
-        let mut last = detections.clone();
-        for pass in 1..=self.redaction.verify_passes {
-            let mut residue = Vec::new();
-            for view in picture.views() {
-                residue.extend(self.recheck(&view, &last)?);
-            }
-            residue.iter_mut().for_each(|d| d.verify_pass = pass);
-            if residue.is_empty() {
-                break;
-            }
-            self.redact(&mut picture, &residue);
-            detections.extend(residue.iter().cloned());
-            last = residue;
-        }
+        let residue = self.verify(&mut picture, &detections)?;
+        detections.extend(residue);
         timings.verify_ms = ms(t);
 
         let t = Instant::now();
         let mut outputs = Vec::with_capacity(renditions.len());
         for r in renditions {
-            let rendered = r.render(&picture, &mut self.resizer);
+            let mut rendered = r.render(&picture, &mut self.resizer);
+            // A blurred head shrunk into a smaller rendition can look more like a face than at
+            // full size: each resized rendition is re-checked too, around the same regions.
+            if let std::borrow::Cow::Owned(small) = &mut rendered {
+                let v = Instant::now();
+                let k = (
+                    small.rgb.width() as f32 / picture.rgb.width() as f32,
+                    small.rgb.height() as f32 / picture.rgb.height() as f32,
+                );
+                let scaled: Vec<Detection> = detections
+                    .iter()
+                    .map(|d| Detection {
+                        bbox: d.bbox.unscale((1.0 / k.0, 1.0 / k.1), (0.0, 0.0)),
+                        ..d.clone()
+                    })
+                    .collect();
+                for d in self.verify(small, &scaled)? {
+                    detections.push(Detection {
+                        bbox: d.bbox.unscale(k, (0.0, 0.0)),
+                        ..d
+                    });
+                }
+                timings.verify_ms += ms(v);
+            }
             let format = r.format.unwrap_or(decoded.format);
             let icc = if r.keep_icc {
                 decoded.icc.as_deref()
@@ -276,6 +287,31 @@ impl Pipeline {
             timings,
         };
         Ok(Anonymised { outputs, report })
+    }
+
+    /// Re-checks `picture` around the regions of `redacted` (in its pixels) up to
+    /// `verify_passes` times, redacting what is still found; returns those finds.
+    fn verify(
+        &mut self,
+        picture: &mut codec::Picture,
+        redacted: &[Detection],
+    ) -> Result<Vec<Detection>, DetectError> {
+        let mut found = Vec::new();
+        let mut last = redacted.to_vec();
+        for pass in 1..=self.redaction.verify_passes {
+            let mut residue = Vec::new();
+            for view in picture.views() {
+                residue.extend(self.recheck(&view, &last)?);
+            }
+            residue.iter_mut().for_each(|d| d.verify_pass = pass);
+            if residue.is_empty() {
+                break;
+            }
+            self.redact(picture, &residue);
+            found.extend(residue.iter().cloned());
+            last = residue;
+        }
+        Ok(found)
     }
 
     /// Looks again around every region just redacted, with the detector of its class, and
