@@ -2,7 +2,8 @@
 # Every benchmark of veil, then one table: redaction kernels and regions (MP/s), detection per
 # model and tile plan, anonymise per image size (ms), recall per size bucket on the small-object
 # set with the time each configuration takes, and veil against deface on the same images with the
-# same CenterFace model. Takes about 45 minutes on 2 cores; run it on a quiet machine.
+# same CenterFace model. Takes about an hour on 2 cores (recall ~15 min, pipeline ~25 min,
+# deface ~12 min); run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
