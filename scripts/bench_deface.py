@@ -7,8 +7,8 @@ mirrored copies and rescaled copies, repeated to a few dozen files — then anon
 `veil anonymise` configured with CenterFace only: as shipped (faces down to 10 px, looked for on
 a 4x upscale, with the re-check of redacted regions), and with faces guaranteed from 40 px —
 CenterFace then sees the image at its own size, as deface does — with and without the re-check.
-Both are timed as a user runs them (one command
-over all files, start-up included), alternately, several rounds; the best round of each counts.
+Both are timed as a user runs them (one command over all files, start-up included), alternately,
+several rounds; the best round of each counts.
 
 Recall is measured the same way for both on the outputs: a known face counts as redacted when at
 least 90 % of its pixels changed and its high-frequency detail fell below a quarter.
