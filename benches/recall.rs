@@ -1,9 +1,10 @@
 //! Recall per size bucket on the small-object set (tests/common/smallset.rs), and the time each
 //! configuration takes for it, side by side in one run: the default (CenterFace + platedet-int8,
-//! planned from `[recall]`), the float platedet in int8's place, the previous release's default
-//! (float platedet, both detectors at threshold 0.2), and the plan of earlier releases (objects
-//! assumed to be at least 48 px: a whole pass and few tiles). Prints a table; scripts/bench.sh
-//! runs it. `RECALL_ONLY=float` runs only the configurations whose name contains it;
+//! planned from `[recall]`, small objects held to lower thresholds), the float platedet in
+//! int8's place, the previous release's default (one threshold for every size), and the plan
+//! of earlier releases (objects assumed to be at least 48 px: a whole pass and few tiles).
+//! Prints a table; scripts/bench.sh runs it. `RECALL_ONLY=float` runs only the configurations
+//! whose name contains it;
 //! `RECALL_SWEEP=1` runs each detector alone at several thresholds instead, the measurements
 //! behind the default thresholds. Needs the runtime, models and photos of scripts/prepare.sh.
 //!
@@ -37,11 +38,12 @@ fn side_by_side() -> Vec<(String, Config)> {
         float.detectors[1].model = "platedet".into();
         list.push(("float platedet instead of platedet-int8", float));
         let mut previous = common::config();
-        previous.detectors[1].model = "platedet".into();
-        for d in &mut previous.detectors {
-            d.threshold = Some(0.2);
-        }
-        list.push(("previous default: float platedet, thresholds 0.2", previous));
+        previous.detectors[0].threshold = Some(0.15);
+        previous.detectors[1].threshold = Some(0.1);
+        list.push((
+            "previous default: one threshold for every size (0.15, 0.1)",
+            previous,
+        ));
         let mut coarse = common::config();
         coarse.recall = RecallConfig {
             face_min_px: 48.0,
@@ -52,22 +54,41 @@ fn side_by_side() -> Vec<(String, Config)> {
     list.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
 
-/// Each detector of the default alone (and the float plate model), at several thresholds:
-/// recall per bucket against over-redaction.
+/// Each detector of the default alone (and the float plate model), at several thresholds (a
+/// pair is the threshold and the small-object threshold): recall per bucket against
+/// over-redaction.
 fn sweep() -> Vec<(String, Config)> {
     let mut list = Vec::new();
     for (index, model, thresholds) in [
-        (0, "centerface", &[0.2, 0.15, 0.1][..]),
-        (1, "platedet-int8", &[0.2, 0.15, 0.1]),
-        (1, "platedet", &[0.2, 0.1]),
+        (
+            0,
+            "centerface",
+            &[(0.2, 0.2), (0.15, 0.15), (0.1, 0.1), (0.15, 0.1)][..],
+        ),
+        (
+            1,
+            "platedet-int8",
+            &[
+                (0.2, 0.2),
+                (0.1, 0.1),
+                (0.1, 0.05),
+                (0.1, 0.03),
+                (0.1, 0.01),
+            ],
+        ),
+        (1, "platedet", &[(0.2, 0.2), (0.1, 0.1), (0.1, 0.03)]),
     ] {
-        for &threshold in thresholds {
+        for &(threshold, small) in thresholds {
             let mut config = common::config();
             let mut detector = config.detectors.swap_remove(index);
             detector.model = model.into();
             detector.threshold = Some(threshold);
+            detector.small_threshold = Some(small);
             config.detectors = vec![detector];
-            list.push((format!("{model} alone, threshold {threshold}"), config));
+            list.push((
+                format!("{model} alone, threshold {threshold}, small objects {small}"),
+                config,
+            ));
         }
     }
     list

@@ -16,7 +16,7 @@ use crate::codec::Limits;
 use crate::daemon::config::{
     AuditConfig, DestinationConfig, IngestConfig, MetricsConfig, RawConfig, WorkerConfig,
 };
-use crate::detect::DetectorSettings;
+use crate::detect::{DetectorSettings, FamilyDefaults, Thresholds};
 use crate::manifest::{Manifest, ModelError};
 use crate::pipeline::Engine;
 use crate::redact::RedactionConfig;
@@ -78,9 +78,28 @@ impl Default for Config {
 pub struct DetectorConfig {
     pub model: String,
     pub threshold: Option<f32>,
+    /// Threshold for objects up to twice the smallest guaranteed size of the class (see
+    /// `detect::Thresholds`). Unset, it is the family's default, or `threshold` when that is
+    /// set: one explicit threshold then holds for every size.
+    pub small_threshold: Option<f32>,
     pub nms_iou: Option<f32>,
     #[serde(default)]
     pub tiling: TilingOverrides,
+}
+
+impl DetectorConfig {
+    /// The thresholds this detector keeps objects at, for a class whose smallest guaranteed
+    /// size is `smallest`: the lower one holds up to twice that size.
+    fn thresholds(&self, defaults: &FamilyDefaults, smallest: f32) -> Thresholds {
+        Thresholds {
+            large: self.threshold.unwrap_or(defaults.threshold),
+            small: self
+                .small_threshold
+                .or(self.threshold)
+                .unwrap_or(defaults.small_threshold),
+            small_up_to: 2.0 * smallest,
+        }
+    }
 }
 
 /// Overrides of a family's tile plan; see `detect::tiles::TilingConfig` for each field.
@@ -205,8 +224,13 @@ impl Config {
         }
         for (i, d) in self.detectors.iter().enumerate() {
             let key = format!("detectors[{i}] ({})", d.model);
-            if let Some(t) = d.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
-                errors.push(format!("{key}.threshold must be in [0, 1], got {t}"));
+            for (name, value) in [
+                ("threshold", d.threshold),
+                ("small_threshold", d.small_threshold),
+            ] {
+                if let Some(t) = value.filter(|t| !(0.0..=1.0).contains(t)) {
+                    errors.push(format!("{key}.{name} must be in [0, 1], got {t}"));
+                }
             }
             if let Some(t) = d.nms_iou.filter(|t| !(0.0..=1.0).contains(t)) {
                 errors.push(format!("{key}.nms_iou must be in [0, 1], got {t}"));
@@ -245,11 +269,12 @@ impl Config {
             if let Err(e) = tiling.validate() {
                 errors.push(format!("detectors[{i}] ({}).tiling: {e}", d.model));
             }
+            let smallest = self.recall.smallest(model.entry.class);
             let settings = DetectorSettings {
-                threshold: d.threshold.unwrap_or(defaults.threshold),
+                thresholds: d.thresholds(&defaults, smallest),
                 nms_iou: d.nms_iou.unwrap_or(defaults.nms_iou),
                 tiling,
-                smallest: self.recall.smallest(model.entry.class),
+                smallest,
             };
             models.push((model, settings));
         }
@@ -338,15 +363,44 @@ mod tests {
 
     #[test]
     fn every_semantic_error_is_reported_at_once() {
-        let text = "[output]\njpeg_quality = 0\n[[detectors]]\nmodel = \"yunet\"\nthreshold = 2.0\n[limits]\nmax_bytes = 0\n";
+        let text = "[output]\njpeg_quality = 0\n[[detectors]]\nmodel = \"yunet\"\nthreshold = 2.0\nsmall_threshold = -1\n[limits]\nmax_bytes = 0\n";
         let err = Config::parse(text).unwrap_err().to_string();
         for key in [
             "output.jpeg_quality",
             "detectors[0] (yunet).threshold",
+            "detectors[0] (yunet).small_threshold",
             "limits.max_bytes",
         ] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
+    }
+
+    #[test]
+    fn an_explicit_threshold_holds_for_every_size_unless_small_threshold_is_set() {
+        let defaults = crate::detect::FamilyKind::Centerface.family().defaults();
+        let t = |threshold, small_threshold| {
+            DetectorConfig {
+                model: "centerface".into(),
+                threshold,
+                small_threshold,
+                ..Default::default()
+            }
+            .thresholds(&defaults, 10.0)
+        };
+        let family = t(None, None);
+        assert_eq!(
+            (family.large, family.small, family.small_up_to),
+            (defaults.threshold, defaults.small_threshold, 20.0)
+        );
+        let one = t(Some(0.3), None);
+        assert_eq!((one.large, one.small), (0.3, 0.3));
+        let both = t(Some(0.3), Some(0.05));
+        assert_eq!((both.large, both.small), (0.3, 0.05));
+        let small_only = t(None, Some(0.05));
+        assert_eq!(
+            (small_only.large, small_only.small),
+            (defaults.threshold, 0.05)
+        );
     }
 
     #[test]

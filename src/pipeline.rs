@@ -351,8 +351,8 @@ impl Pipeline {
             if regions.is_empty() {
                 continue;
             }
-            let found =
-                detector.detect_around(img, &regions, detector.threshold() * VERIFY_MARGIN)?;
+            let thresholds = detector.thresholds().scaled(VERIFY_MARGIN);
+            let found = detector.detect_around(img, &regions, thresholds)?;
             residue.extend(
                 found
                     .into_iter()

@@ -104,6 +104,9 @@ impl FamilyKind {
 #[derive(Debug, Clone, Copy)]
 pub struct FamilyDefaults {
     pub threshold: f32,
+    /// Threshold for objects no larger than twice the smallest guaranteed size (see
+    /// [`Thresholds`]).
+    pub small_threshold: f32,
     pub nms_iou: f32,
     pub tiling: TilingConfig,
 }
@@ -162,10 +165,47 @@ pub struct DetectError {
     pub message: String,
 }
 
+/// The score a candidate must reach to be kept: `small` for objects no larger than
+/// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others. A model
+/// scores the smallest objects lowest (it sees them upscaled, with little detail), and a false
+/// box over a small object's area changes few pixels; a false large box blurs a patch of
+/// background anyone notices. So the small objects get the lower threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub large: f32,
+    pub small: f32,
+    pub small_up_to: f32,
+}
+
+impl Thresholds {
+    /// The lowest score a candidate of any size can be kept at: what decoding keeps.
+    fn floor(&self) -> f32 {
+        self.large.min(self.small)
+    }
+
+    /// Both thresholds times `factor` (the re-check of redacted regions uses a fraction).
+    pub fn scaled(self, factor: f32) -> Self {
+        Self {
+            large: self.large * factor,
+            small: self.small * factor,
+            ..self
+        }
+    }
+
+    fn keeps(&self, class: Class, c: &Candidate) -> bool {
+        let needed = if class.size(&c.bbox) <= self.small_up_to {
+            self.small
+        } else {
+            self.large
+        };
+        c.score >= needed
+    }
+}
+
 /// Settings of one detector, resolved against its family's defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct DetectorSettings {
-    pub threshold: f32,
+    pub thresholds: Thresholds,
     pub nms_iou: f32,
     pub tiling: TilingConfig,
     /// The smallest object to find, in source pixels (`recall` in the config).
@@ -206,8 +246,8 @@ impl Detector {
         self.settings.smallest
     }
 
-    pub fn threshold(&self) -> f32 {
-        self.settings.threshold
+    pub fn thresholds(&self) -> Thresholds {
+        self.settings.thresholds
     }
 
     /// The passes this detector makes over a `width × height` image.
@@ -220,10 +260,10 @@ impl Detector {
     /// Finds every object of this detector's class in `img`, in source pixels.
     pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
-        self.detect_tiles(img, &plan, self.settings.threshold)
+        self.detect_tiles(img, &plan, self.settings.thresholds)
     }
 
-    /// Looks again, at `threshold`, only around `regions` (each grown by a quarter of its size
+    /// Looks again, at `thresholds`, only around `regions` (each grown by a quarter of its size
     /// on every side into a window), at every pass of the tile plan that shows the window at
     /// least at half the model's smallest object: a cheap check of redacted regions. (Finer
     /// passes than the one that found an object are not skipped: a blurred face can still be
@@ -234,7 +274,7 @@ impl Detector {
         &mut self,
         img: &RgbImage,
         regions: &[BoxF],
-        threshold: f32,
+        thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let finest = plan.first().map_or(1.0, |t| t.scale);
@@ -271,7 +311,7 @@ impl Detector {
         }
         let mut found = Vec::new();
         for tile in &whole {
-            found.extend(self.run_tile(img, tile, threshold)?);
+            found.extend(self.run_tile(img, tile, thresholds)?);
         }
         for (scale, mut rects) in by_scale {
             rects.sort_unstable();
@@ -288,7 +328,7 @@ impl Detector {
                     height,
                     scale,
                 };
-                for c in self.run_tile(&sheet.image, &tile, threshold)? {
+                for c in self.run_tile(&sheet.image, &tile, thresholds)? {
                     if let Some(bbox) = sheet.to_image(&c.bbox) {
                         found.push(Candidate { bbox, ..c });
                     }
@@ -303,7 +343,7 @@ impl Detector {
                     height,
                     scale,
                 };
-                found.extend(self.run_tile(img, &tile, threshold)?);
+                found.extend(self.run_tile(img, &tile, thresholds)?);
             }
         }
         Ok(self.finish(img, found))
@@ -313,36 +353,40 @@ impl Detector {
         &mut self,
         img: &RgbImage,
         tiles: &[Tile],
-        threshold: f32,
+        thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
         let mut all = Vec::new();
         for tile in tiles {
-            all.extend(self.run_tile(img, tile, threshold)?);
+            all.extend(self.run_tile(img, tile, thresholds)?);
         }
         Ok(self.finish(img, all))
     }
 
-    /// Candidates found in one tile, in `img` pixels.
+    /// Candidates found in one tile, in `img` pixels. Each is held to the threshold of its
+    /// size in `img` before overlapping ones are merged, so that a low-scoring large box cannot
+    /// suppress a small one and then be dropped itself.
     fn run_tile(
         &mut self,
         img: &RgbImage,
         tile: &Tile,
-        threshold: f32,
+        thresholds: Thresholds,
     ) -> Result<Vec<Candidate>, DetectError> {
         let prepared = self.preparer.prepare(img, tile, &self.family.input());
         let found = self
-            .run(&prepared.tensor, prepared.canvas, threshold)
+            .run(&prepared.tensor, prepared.canvas, thresholds.floor())
             .map_err(|message| DetectError {
                 model: self.name.clone(),
                 message,
             })?;
-        Ok(found
+        let kept = found
             .into_iter()
             .map(|c| Candidate {
                 bbox: c.bbox.unscale(prepared.scale, prepared.offset),
                 score: c.score,
             })
-            .collect())
+            .filter(|c| thresholds.keeps(self.class, c))
+            .collect();
+        Ok(nms::nms(kept, self.settings.nms_iou))
     }
 
     /// Merges candidates from all tiles into detections.
@@ -385,8 +429,7 @@ impl Detector {
         }
         let outputs = Outputs { names, arrays };
         outputs.check_finite()?;
-        let found = self.family.decode(&outputs, canvas, threshold)?;
-        Ok(nms::nms(found, self.settings.nms_iou))
+        self.family.decode(&outputs, canvas, threshold)
     }
 }
 
@@ -394,6 +437,31 @@ impl Detector {
 mod tests {
     use super::*;
     use ndarray::ArrayD;
+
+    #[test]
+    fn small_objects_are_held_to_the_small_threshold_and_larger_ones_to_the_other() {
+        let t = Thresholds {
+            large: 0.15,
+            small: 0.1,
+            small_up_to: 20.0,
+        };
+        let c = |height: f32, score| Candidate {
+            bbox: BoxF::new(0.0, 0.0, 100.0, height),
+            score,
+        };
+        assert!(t.keeps(Class::Face, &c(20.0, 0.1)), "20 px is small");
+        assert!(!t.keeps(Class::Face, &c(20.0, 0.09)));
+        assert!(!t.keeps(Class::Face, &c(21.0, 0.14)), "21 px is not");
+        assert!(t.keeps(Class::Face, &c(21.0, 0.15)));
+        // a plate's size is its width: 100 px here, whatever the height
+        assert!(!t.keeps(Class::Plate, &c(10.0, 0.12)));
+        assert_eq!(t.floor(), 0.1);
+        let half = t.scaled(0.5);
+        assert_eq!(
+            (half.large, half.small, half.small_up_to),
+            (0.075, 0.05, 20.0)
+        );
+    }
 
     #[test]
     fn a_nan_or_infinite_output_is_an_error() {

@@ -24,6 +24,7 @@ impl Family for YuNet {
         // so full-resolution tiles are added once the whole pass shrinks the image by over 2.
         FamilyDefaults {
             threshold: 0.5,
+            small_threshold: 0.5,
             nms_iou: 0.3,
             // on faces cut out of their surroundings YuNet needs 64 px (models/README.md)
             tiling: TilingConfig {
