@@ -76,7 +76,7 @@ fn sweep() -> Vec<(String, Config)> {
                 (0.1, 0.01),
             ],
         ),
-        (1, "platedet", &[(0.2, 0.2), (0.1, 0.1), (0.1, 0.03)]),
+        (1, "platedet", &[(0.2, 0.2), (0.1, 0.1), (0.1, 0.05)]),
     ] {
         for &(threshold, small) in thresholds {
             let mut config = common::config();
