@@ -54,44 +54,36 @@ fn side_by_side() -> Vec<(String, Config)> {
     list.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
 
-/// Each detector of the default alone (and the float plate model), at several thresholds (a
-/// pair is the threshold and the small-object threshold): recall per bucket against
-/// over-redaction.
+/// Each detector of the default alone (and the float plate model), at several thresholds:
+/// per model, its index in the default and triples of (threshold, small-object threshold,
+/// threshold for objects cut by the frame). Recall per bucket against over-redaction.
 fn sweep() -> Vec<(String, Config)> {
-    let mut list = Vec::new();
-    for (index, model, thresholds) in [
-        (
-            0,
-            "centerface",
-            &[(0.2, 0.2), (0.15, 0.15), (0.1, 0.1), (0.15, 0.1)][..],
-        ),
-        (
-            1,
-            "platedet-int8",
-            &[
-                (0.2, 0.2),
-                (0.1, 0.1),
-                (0.1, 0.05),
-                (0.1, 0.03),
-                (0.1, 0.01),
-            ],
-        ),
-        (1, "platedet", &[(0.2, 0.2), (0.1, 0.1), (0.1, 0.05)]),
-    ] {
-        for &(threshold, small) in thresholds {
-            let mut config = common::config();
-            let mut detector = config.detectors.swap_remove(index);
-            detector.model = model.into();
-            detector.threshold = Some(threshold);
-            detector.small_threshold = Some(small);
-            config.detectors = vec![detector];
-            list.push((
-                format!("{model} alone, threshold {threshold}, small objects {small}"),
-                config,
-            ));
-        }
-    }
-    list
+    let faces = [0.2, 0.15, 0.1].map(|t| [t; 3]).into_iter();
+    let faces = faces.chain([[0.15, 0.1, 0.1], [0.15, 0.1, 0.05]]);
+    let int8 = [
+        [0.2; 3],
+        [0.1; 3],
+        [0.1, 0.05, 0.05],
+        [0.1, 0.03, 0.03],
+        [0.1, 0.05, 0.01],
+    ];
+    let float = [[0.1; 3], [0.1, 0.05, 0.01]];
+    let runs = faces
+        .map(|t| (0, "centerface", t))
+        .chain(int8.map(|t| (1, "platedet-int8", t)))
+        .chain(float.map(|t| (1, "platedet", t)));
+    runs.map(|(index, model, [threshold, small, cut])| {
+        let mut config = common::config();
+        let mut detector = config.detectors.swap_remove(index);
+        detector.model = model.into();
+        detector.threshold = Some(threshold);
+        detector.small_threshold = Some(small);
+        detector.cut_threshold = Some(cut);
+        config.detectors = vec![detector];
+        let name = format!("{model} alone, thresholds {threshold} / small {small} / cut {cut}");
+        (name, config)
+    })
+    .collect()
 }
 
 fn main() {

@@ -82,6 +82,9 @@ pub struct DetectorConfig {
     /// `detect::Thresholds`). Unset, it is the family's default, or `threshold` when that is
     /// set: one explicit threshold then holds for every size.
     pub small_threshold: Option<f32>,
+    /// Threshold for objects cut by the frame, whatever their size; unset, as
+    /// `small_threshold`.
+    pub cut_threshold: Option<f32>,
     pub nms_iou: Option<f32>,
     #[serde(default)]
     pub tiling: TilingOverrides,
@@ -98,6 +101,10 @@ impl DetectorConfig {
                 .or(self.threshold)
                 .unwrap_or(defaults.small_threshold),
             small_up_to: 2.0 * smallest,
+            cut: self
+                .cut_threshold
+                .or(self.threshold)
+                .unwrap_or(defaults.cut_threshold),
         }
     }
 }
@@ -227,6 +234,7 @@ impl Config {
             for (name, value) in [
                 ("threshold", d.threshold),
                 ("small_threshold", d.small_threshold),
+                ("cut_threshold", d.cut_threshold),
             ] {
                 if let Some(t) = value.filter(|t| !(0.0..=1.0).contains(t)) {
                     errors.push(format!("{key}.{name} must be in [0, 1], got {t}"));
@@ -376,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_threshold_holds_for_every_size_unless_small_threshold_is_set() {
+    fn an_explicit_threshold_holds_for_every_size_and_cut_objects_unless_overridden() {
         let defaults = crate::detect::FamilyKind::Centerface.family().defaults();
         let t = |threshold, small_threshold| {
             DetectorConfig {
@@ -389,11 +397,16 @@ mod tests {
         };
         let family = t(None, None);
         assert_eq!(
-            (family.large, family.small, family.small_up_to),
-            (defaults.threshold, defaults.small_threshold, 20.0)
+            (family.large, family.small, family.small_up_to, family.cut),
+            (
+                defaults.threshold,
+                defaults.small_threshold,
+                20.0,
+                defaults.cut_threshold
+            )
         );
         let one = t(Some(0.3), None);
-        assert_eq!((one.large, one.small), (0.3, 0.3));
+        assert_eq!((one.large, one.small, one.cut), (0.3, 0.3, 0.3));
         let both = t(Some(0.3), Some(0.05));
         assert_eq!((both.large, both.small), (0.3, 0.05));
         let small_only = t(None, Some(0.05));

@@ -146,7 +146,7 @@ impl Pipeline {
     pub fn detect(&mut self, rgb: &image::RgbImage) -> Result<Vec<Detection>, DetectError> {
         let mut detections = Vec::new();
         for detector in &mut self.detectors {
-            detections.extend(detector.detect(rgb)?);
+            detections.extend(detector.detect(rgb, None)?);
         }
         Ok(detections)
     }
@@ -155,19 +155,23 @@ impl Pipeline {
     /// [`codec::Picture::views`]): the colour planes, and for translucent pictures the
     /// composites over a white and a black page. Each view is first extended by its mirror
     /// image over twice the smallest guaranteed object size, so that an object cut by the frame
-    /// is seen whole; boxes are mapped back and kept when they reach into the frame.
+    /// is seen whole (and held to the detector's threshold for cut objects); boxes are mapped
+    /// back and kept when they reach into the frame.
     fn detect_views(&mut self, picture: &codec::Picture) -> Result<Vec<Detection>, DetectError> {
         let margin = self.edge_margin();
         let (w, h) = picture.rgb.dimensions();
         let frame = crate::geometry::BoxF::new(0.0, 0.0, w as f32, h as f32);
         let shift = margin as f32;
+        let in_padded = frame.unscale((1.0, 1.0), (shift, shift));
         let mut detections = Vec::new();
         for view in picture.views() {
             let padded = crate::detect::input::reflect_pad(&view, margin);
-            for mut d in self.detect(&padded)? {
-                d.bbox = d.bbox.unscale((1.0, 1.0), (-shift, -shift));
-                if d.bbox.intersection(&frame).is_some() {
-                    detections.push(d);
+            for detector in &mut self.detectors {
+                for mut d in detector.detect(&padded, Some(&in_padded))? {
+                    d.bbox = d.bbox.unscale((1.0, 1.0), (-shift, -shift));
+                    if d.bbox.intersection(&frame).is_some() {
+                        detections.push(d);
+                    }
                 }
             }
         }

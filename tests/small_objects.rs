@@ -71,16 +71,16 @@ fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
 
 /// What the default configuration covers per size bucket (measured: README "Small objects"),
 /// less a margin: a guard against regressions. The goal is 0.99 everywhere; faces of 12 and 24 px
-/// and plates of 28 px reach it, 10 px faces and the other plates not yet with the models veil
-/// can ship.
+/// and plates of 28 and 40 px reach it, 10 and 16 px faces and 20 px plates not yet with the
+/// models veil can ship.
 const FLOORS: [(&str, f64); 7] = [
     ("face 10 px", 0.89),
     ("face 12 px", 0.96),
     ("face 16 px", 0.95),
     ("face 24 px", 0.97),
     ("plate 20 px", 0.96),
-    ("plate 28 px", 0.97),
-    ("plate 40 px", 0.95),
+    ("plate 28 px", 0.98),
+    ("plate 40 px", 0.97),
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that

@@ -107,6 +107,8 @@ pub struct FamilyDefaults {
     /// Threshold for objects no larger than twice the smallest guaranteed size (see
     /// [`Thresholds`]).
     pub small_threshold: f32,
+    /// Threshold for objects cut by the frame (see [`Thresholds`]).
+    pub cut_threshold: f32,
     pub nms_iou: f32,
     pub tiling: TilingConfig,
 }
@@ -166,34 +168,51 @@ pub struct DetectError {
 }
 
 /// The score a candidate must reach to be kept: `small` for objects no larger than
-/// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others. A model
-/// scores the smallest objects lowest (it sees them upscaled, with little detail), and a false
-/// box over a small object's area changes few pixels; a false large box blurs a patch of
-/// background anyone notices. So the small objects get the lower threshold.
+/// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others, and
+/// `cut` for objects cut by the frame, whatever their size. A model scores the smallest objects
+/// lowest (it sees them upscaled, with little detail), and a false box over a small object's
+/// area changes few pixels; a false large box blurs a patch of background anyone notices. So
+/// the small objects get a lower threshold. An object cut by the frame shows only part of
+/// itself (the mirrored border completes it only as a reflection), scores lower still, and a
+/// false box there changes only the part inside the frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     pub large: f32,
     pub small: f32,
     pub small_up_to: f32,
+    pub cut: f32,
 }
 
 impl Thresholds {
-    /// The lowest score a candidate of any size can be kept at: what decoding keeps.
-    fn floor(&self) -> f32 {
-        self.large.min(self.small)
+    /// The lowest score a candidate can be kept at: what decoding keeps.
+    fn floor(&self, frame: Option<&BoxF>) -> f32 {
+        let lowest = self.large.min(self.small);
+        if frame.is_some() {
+            lowest.min(self.cut)
+        } else {
+            lowest
+        }
     }
 
-    /// Both thresholds times `factor` (the re-check of redacted regions uses a fraction).
+    /// Every threshold times `factor` (the re-check of redacted regions uses a fraction).
     pub fn scaled(self, factor: f32) -> Self {
         Self {
             large: self.large * factor,
             small: self.small * factor,
+            cut: self.cut * factor,
             ..self
         }
     }
 
-    fn keeps(&self, class: Class, c: &Candidate) -> bool {
-        let needed = if class.size(&c.bbox) <= self.small_up_to {
+    /// Whether `c` scores enough for its size; `frame`, where given, is the picture's frame
+    /// within a searched image extended beyond it, and a box reaching past it is cut by it.
+    fn keeps(&self, class: Class, c: &Candidate, frame: Option<&BoxF>) -> bool {
+        let cut = frame.is_some_and(|f| {
+            c.bbox.x1 < f.x1 || c.bbox.y1 < f.y1 || c.bbox.x2 > f.x2 || c.bbox.y2 > f.y2
+        });
+        let needed = if cut {
+            self.cut.min(self.large)
+        } else if class.size(&c.bbox) <= self.small_up_to {
             self.small
         } else {
             self.large
@@ -257,10 +276,19 @@ impl Detector {
             .plan(width, height, self.settings.smallest)
     }
 
-    /// Finds every object of this detector's class in `img`, in source pixels.
-    pub fn detect(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+    /// Finds every object of this detector's class in `img`, in source pixels. `frame` is the
+    /// picture's frame where `img` extends it with a border (see `Thresholds`).
+    pub fn detect(
+        &mut self,
+        img: &RgbImage,
+        frame: Option<&BoxF>,
+    ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
-        self.detect_tiles(img, &plan, self.settings.thresholds)
+        let mut all = Vec::new();
+        for tile in &plan {
+            all.extend(self.run_tile(img, tile, self.settings.thresholds, frame)?);
+        }
+        Ok(self.finish(img, all))
     }
 
     /// Looks again, at `thresholds`, only around `regions` (each grown by a quarter of its size
@@ -311,7 +339,7 @@ impl Detector {
         }
         let mut found = Vec::new();
         for tile in &whole {
-            found.extend(self.run_tile(img, tile, thresholds)?);
+            found.extend(self.run_tile(img, tile, thresholds, None)?);
         }
         for (scale, mut rects) in by_scale {
             rects.sort_unstable();
@@ -328,7 +356,7 @@ impl Detector {
                     height,
                     scale,
                 };
-                for c in self.run_tile(&sheet.image, &tile, thresholds)? {
+                for c in self.run_tile(&sheet.image, &tile, thresholds, None)? {
                     if let Some(bbox) = sheet.to_image(&c.bbox) {
                         found.push(Candidate { bbox, ..c });
                     }
@@ -343,23 +371,10 @@ impl Detector {
                     height,
                     scale,
                 };
-                found.extend(self.run_tile(img, &tile, thresholds)?);
+                found.extend(self.run_tile(img, &tile, thresholds, None)?);
             }
         }
         Ok(self.finish(img, found))
-    }
-
-    fn detect_tiles(
-        &mut self,
-        img: &RgbImage,
-        tiles: &[Tile],
-        thresholds: Thresholds,
-    ) -> Result<Vec<Detection>, DetectError> {
-        let mut all = Vec::new();
-        for tile in tiles {
-            all.extend(self.run_tile(img, tile, thresholds)?);
-        }
-        Ok(self.finish(img, all))
     }
 
     /// Candidates found in one tile, in `img` pixels. Each is held to the threshold of its
@@ -370,10 +385,11 @@ impl Detector {
         img: &RgbImage,
         tile: &Tile,
         thresholds: Thresholds,
+        frame: Option<&BoxF>,
     ) -> Result<Vec<Candidate>, DetectError> {
         let prepared = self.preparer.prepare(img, tile, &self.family.input());
         let found = self
-            .run(&prepared.tensor, prepared.canvas, thresholds.floor())
+            .run(&prepared.tensor, prepared.canvas, thresholds.floor(frame))
             .map_err(|message| DetectError {
                 model: self.name.clone(),
                 message,
@@ -384,7 +400,7 @@ impl Detector {
                 bbox: c.bbox.unscale(prepared.scale, prepared.offset),
                 score: c.score,
             })
-            .filter(|c| thresholds.keeps(self.class, c))
+            .filter(|c| thresholds.keeps(self.class, c, frame))
             .collect();
         Ok(nms::nms(kept, self.settings.nms_iou))
     }
@@ -439,27 +455,35 @@ mod tests {
     use ndarray::ArrayD;
 
     #[test]
-    fn small_objects_are_held_to_the_small_threshold_and_larger_ones_to_the_other() {
+    fn small_and_cut_objects_are_held_to_their_thresholds_and_others_to_the_large_one() {
         let t = Thresholds {
             large: 0.15,
             small: 0.1,
             small_up_to: 20.0,
+            cut: 0.05,
         };
         let c = |height: f32, score| Candidate {
-            bbox: BoxF::new(0.0, 0.0, 100.0, height),
+            bbox: BoxF::new(10.0, 10.0, 110.0, 10.0 + height),
             score,
         };
-        assert!(t.keeps(Class::Face, &c(20.0, 0.1)), "20 px is small");
-        assert!(!t.keeps(Class::Face, &c(20.0, 0.09)));
-        assert!(!t.keeps(Class::Face, &c(21.0, 0.14)), "21 px is not");
-        assert!(t.keeps(Class::Face, &c(21.0, 0.15)));
+        assert!(t.keeps(Class::Face, &c(20.0, 0.1), None), "20 px is small");
+        assert!(!t.keeps(Class::Face, &c(20.0, 0.09), None));
+        assert!(!t.keeps(Class::Face, &c(21.0, 0.14), None), "21 px is not");
+        assert!(t.keeps(Class::Face, &c(21.0, 0.15), None));
         // a plate's size is its width: 100 px here, whatever the height
-        assert!(!t.keeps(Class::Plate, &c(10.0, 0.12)));
-        assert_eq!(t.floor(), 0.1);
+        assert!(!t.keeps(Class::Plate, &c(10.0, 0.12), None));
+        // inside the frame the cut threshold does not apply; across its edge it does
+        let frame = BoxF::new(0.0, 0.0, 200.0, 200.0);
+        assert!(!t.keeps(Class::Face, &c(50.0, 0.06), Some(&frame)));
+        let across = BoxF::new(5.0, 30.0, 120.0, 60.0);
+        assert!(t.keeps(Class::Face, &c(50.0, 0.05), Some(&across)));
+        assert!(!t.keeps(Class::Face, &c(50.0, 0.04), Some(&across)));
+        assert_eq!(t.floor(None), 0.1);
+        assert_eq!(t.floor(Some(&frame)), 0.05);
         let half = t.scaled(0.5);
         assert_eq!(
-            (half.large, half.small, half.small_up_to),
-            (0.075, 0.05, 20.0)
+            (half.large, half.small, half.cut, half.small_up_to),
+            (0.075, 0.05, 0.025, 20.0)
         );
     }
 
