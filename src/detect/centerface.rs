@@ -26,7 +26,7 @@ impl Family for CenterFace {
         // covers 345 of 363 faces against 335 at 0.2, and changes 0.46 % of the pixels away
         // from every face against 0.08 %. 0.1 everywhere covers 354 but changes 2.5 %, nearly
         // all of it in false boxes over 20 px; 0.1 for faces up to twice the smallest
-        // guaranteed size (20 px by default) keeps the gain at about 0.5 %. Faces cut by the
+        // guaranteed size (20 px by default) keeps the gain at about 0.6 %. Faces cut by the
         // frame stay at 0.1: lower, the mirrored border makes symmetric textures look like
         // faces (0.05 covers 2 more of the 43 cut faces and doubles the over-redaction on the
         // edge-cut frames; 0.03 covers all 43 and blurs 21 % of them).
