@@ -144,9 +144,19 @@ impl Pipeline {
 
     /// Runs every detector on decoded pixels.
     pub fn detect(&mut self, rgb: &image::RgbImage) -> Result<Vec<Detection>, DetectError> {
+        self.detect_within(rgb, None)
+    }
+
+    /// Runs every detector on `img`, whose picture lies at `frame` where `img` extends it with
+    /// a border (objects reaching past it are cut by the frame, see [`Detector::detect`]).
+    fn detect_within(
+        &mut self,
+        img: &image::RgbImage,
+        frame: Option<&crate::geometry::BoxF>,
+    ) -> Result<Vec<Detection>, DetectError> {
         let mut detections = Vec::new();
         for detector in &mut self.detectors {
-            detections.extend(detector.detect(rgb, None)?);
+            detections.extend(detector.detect(img, frame)?);
         }
         Ok(detections)
     }
@@ -166,12 +176,10 @@ impl Pipeline {
         let mut detections = Vec::new();
         for view in picture.views() {
             let padded = crate::detect::input::reflect_pad(&view, margin);
-            for detector in &mut self.detectors {
-                for mut d in detector.detect(&padded, Some(&in_padded))? {
-                    d.bbox = d.bbox.unscale((1.0, 1.0), (-shift, -shift));
-                    if d.bbox.intersection(&frame).is_some() {
-                        detections.push(d);
-                    }
+            for mut d in self.detect_within(&padded, Some(&in_padded))? {
+                d.bbox = d.bbox.unscale((1.0, 1.0), (-shift, -shift));
+                if d.bbox.intersection(&frame).is_some() {
+                    detections.push(d);
                 }
             }
         }
