@@ -1,12 +1,12 @@
 //! Recall per size bucket on the small-object set (tests/common/smallset.rs), and the time each
 //! configuration takes for it, side by side in one run: the default (CenterFace + platedet-int8,
-//! planned from `[recall]`, small objects held to lower thresholds), the float platedet in
-//! int8's place, the previous release's default (one threshold for every size), and the plan
-//! of earlier releases (objects assumed to be at least 48 px: a whole pass and few tiles).
-//! Prints a table; scripts/bench.sh runs it. `RECALL_ONLY=float` runs only the configurations
-//! whose name contains it;
-//! `RECALL_SWEEP=1` runs each detector alone at several thresholds instead, the measurements
-//! behind the default thresholds. Needs the runtime, models and photos of scripts/prepare.sh.
+//! planned from `[recall]`, small and cut objects held to lower thresholds), the float platedet
+//! in int8's place, the previous release's default (one threshold for every size and for
+//! objects cut by the frame), and the plan of earlier releases (objects assumed to be at least
+//! 48 px: a whole pass and few tiles). Prints a table; scripts/bench.sh runs it.
+//! `RECALL_ONLY=float` runs only the configurations whose name contains it; `RECALL_SWEEP=1`
+//! runs each detector alone at several thresholds instead, the measurements behind the default
+//! thresholds. Needs the runtime, models and photos of scripts/prepare.sh.
 //!
 //! `cargo bench --bench recall`. In test mode (`cargo test --benches`) it does nothing: the same
 //! evaluation of the default configuration runs in tests/small_objects.rs.

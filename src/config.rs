@@ -92,7 +92,7 @@ pub struct DetectorConfig {
 
 impl DetectorConfig {
     /// The thresholds this detector keeps objects at, for a class whose smallest guaranteed
-    /// size is `smallest`: the lower one holds up to twice that size.
+    /// size is `smallest`: the small-object one holds up to twice that size.
     fn thresholds(&self, defaults: &FamilyDefaults, smallest: f32) -> Thresholds {
         Thresholds {
             large: self.threshold.unwrap_or(defaults.threshold),
