@@ -228,41 +228,22 @@ impl Pipeline {
         self.redact(&mut picture, &detections);
         timings.redact_ms = ms(t);
 
-        let t = Instant::now();
-        let residue = self.verify(&mut picture, &detections)?;
-        detections.extend(residue);
-        timings.verify_ms = ms(t);
-
-        let t = Instant::now();
-        let mut rechecked_ms = 0.0;
-        let mut outputs = Vec::with_capacity(renditions.len());
-        for r in renditions {
-            let mut rendered = r.render(&picture, &mut self.resizer);
-            if let std::borrow::Cow::Owned(small) = &mut rendered {
-                let v = Instant::now();
-                let full = picture.rgb.dimensions();
-                let residue = self.verify_rendition(small, full, &detections)?;
-                detections.extend(residue);
-                rechecked_ms += ms(v);
+        let mut outputs: Vec<Output> = Vec::with_capacity(renditions.len());
+        for (i, r) in renditions.iter().enumerate() {
+            // Equal renditions give equal bytes: encode and check them once.
+            if let Some(j) = renditions[..i].iter().position(|earlier| earlier == r) {
+                outputs.push(outputs[j].clone());
+                continue;
             }
+            let icc = decoded.icc.as_deref().filter(|_| r.keep_icc);
             let format = r.format.unwrap_or(decoded.format);
-            let icc = if r.keep_icc {
-                decoded.icc.as_deref()
-            } else {
-                None
-            };
-            let bytes = codec::encode(&rendered, format, r.jpeg_quality, icc)?;
-            let info = OutputInfo {
-                format,
-                width: rendered.rgb.width(),
-                height: rendered.rgb.height(),
-                bytes: bytes.len(),
-                sha256: sha256_hex(&bytes),
-            };
-            outputs.push(Output { bytes, info });
+            let (output, residue) =
+                self.publish(&picture, r, format, icc, &detections, &mut timings)?;
+            // What one output's check found is redacted in every later one as well.
+            self.redact(&mut picture, &residue);
+            detections.extend(residue);
+            outputs.push(output);
         }
-        timings.encode_ms = ms(t) - rechecked_ms;
-        timings.verify_ms += rechecked_ms;
 
         let report = Report {
             format: decoded.format,
@@ -287,66 +268,83 @@ impl Pipeline {
         Ok(Anonymised { outputs, report })
     }
 
-    /// Re-checks `picture` around the regions of `redacted` (in its pixels) up to
-    /// `verify_passes` times, redacting what is still found; returns those finds.
-    fn verify(
+    /// Renders and encodes one rendition of the redacted `picture`, then checks what it
+    /// publishes: decodes the bytes (a lossy encoding can give a blurred head back some of a
+    /// face's edges, and a downscaled one can look more like a face than at full size) and looks
+    /// again around the regions of `detections` (source pixels), up to `verify_passes` times,
+    /// redacting and encoding again whenever something is still found. Returns the output and
+    /// what the checks found, in source pixels.
+    fn publish(
         &mut self,
-        picture: &mut codec::Picture,
-        redacted: &[Detection],
-    ) -> Result<Vec<Detection>, DetectError> {
-        let mut found = Vec::new();
-        let mut last = redacted.to_vec();
-        for pass in 1..=self.redaction.verify_passes {
-            let mut residue = Vec::new();
-            for view in picture.views() {
-                residue.extend(self.recheck(&view, &last)?);
-            }
-            residue.iter_mut().for_each(|d| d.verify_pass = pass);
-            if residue.is_empty() {
-                break;
-            }
-            self.redact(picture, &residue);
-            found.extend(residue.iter().cloned());
-            last = residue;
-        }
-        Ok(found)
-    }
-
-    /// Re-checks a rendition that resized the redacted picture (of `full` size) around the
-    /// regions of `detections` (source pixels): a blurred head shrunk can look more like a face
-    /// than at full size. Returns what it found and redacted there, in source pixels.
-    fn verify_rendition(
-        &mut self,
-        small: &mut codec::Picture,
-        full: (u32, u32),
+        picture: &codec::Picture,
+        rendition: &Rendition,
+        format: codec::Format,
+        icc: Option<&[u8]>,
         detections: &[Detection],
-    ) -> Result<Vec<Detection>, DetectError> {
+        timings: &mut Timings,
+    ) -> Result<(Output, Vec<Detection>), PipelineError> {
+        let mut rendered = rendition.render(picture, &mut self.resizer);
+        let (width, height) = rendered.rgb.dimensions();
         let k = (
-            small.rgb.width() as f32 / full.0 as f32,
-            small.rgb.height() as f32 / full.1 as f32,
+            width as f32 / picture.rgb.width() as f32,
+            height as f32 / picture.rgb.height() as f32,
         );
-        let scaled: Vec<Detection> = detections
+        let mut last: Vec<Detection> = detections
             .iter()
             .map(|d| Detection {
                 bbox: d.bbox.unscale((1.0 / k.0, 1.0 / k.1), (0.0, 0.0)),
                 ..d.clone()
             })
             .collect();
-        Ok(self
-            .verify(small, &scaled)?
-            .into_iter()
-            .map(|d| Detection {
+        let mut found = Vec::new();
+        let encode = |rendered: &codec::Picture, timings: &mut Timings| {
+            let t = Instant::now();
+            let bytes = codec::encode(rendered, format, rendition.jpeg_quality, icc);
+            timings.encode_ms += ms(t);
+            bytes
+        };
+        let mut bytes = encode(&rendered, timings)?;
+        for pass in 1..=self.redaction.verify_passes {
+            let t = Instant::now();
+            let published = codec::decode(&bytes, &self.limits)
+                .map_err(|e| EncodeError {
+                    format,
+                    message: format!("the encoded output cannot be read back: {e}"),
+                })?
+                .picture;
+            let mut residue = Vec::new();
+            for view in published.views() {
+                residue.extend(self.recheck(&view, &last)?);
+            }
+            timings.verify_ms += ms(t);
+            if residue.is_empty() {
+                break;
+            }
+            residue.iter_mut().for_each(|d| d.verify_pass = pass);
+            self.redact(rendered.to_mut(), &residue);
+            found.extend(residue.iter().map(|d| Detection {
                 bbox: d.bbox.unscale(k, (0.0, 0.0)),
-                ..d
-            })
-            .collect())
+                ..d.clone()
+            }));
+            last = residue;
+            bytes = encode(&rendered, timings)?;
+        }
+        let info = OutputInfo {
+            format,
+            width,
+            height,
+            bytes: bytes.len(),
+            sha256: sha256_hex(&bytes),
+        };
+        Ok((Output { bytes, info }, found))
     }
 
     /// Looks again around every region just redacted, with the detector of its class, and
     /// returns what is still found over one: a blurred head can keep a face-like outline. The
-    /// check uses half the detection threshold, so that the noise of encoding the output cannot
-    /// lift a leftover over the threshold afterwards; it runs at the scales of the tile plan but
-    /// only in windows around the regions, so it costs a fraction of a detection.
+    /// check uses half the detection threshold: a window sees less context than a run over the
+    /// whole image, and whoever re-encodes the output adds noise of their own; it runs at the
+    /// scales of the tile plan but only in windows around the regions, so it costs a fraction
+    /// of a detection.
     fn recheck(
         &mut self,
         img: &image::RgbImage,
