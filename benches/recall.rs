@@ -1,9 +1,9 @@
 //! Recall per size bucket on the small-object set (tests/common/smallset.rs), and the time each
-//! configuration takes for it, side by side in one run: the default (CenterFace + platedet-int8,
-//! planned from `[recall]`, small and cut objects held to lower thresholds), the float platedet
-//! in int8's place, the previous release's default (one threshold for every size and for
-//! objects cut by the frame), and the plan of earlier releases (objects assumed to be at least
-//! 48 px: a whole pass and few tiles). Prints a table; scripts/bench.sh runs it.
+//! configuration takes for it, side by side in one run: the default (centerface-int8 +
+//! platedet-int8, planned from `[recall]`, small and cut objects held to lower thresholds), the
+//! float CenterFace in int8's place (the previous release's default), the float platedet in
+//! int8's place, and the plan of earlier releases (objects assumed to be at least 48 px: a whole
+//! pass and few tiles). Prints a table; scripts/bench.sh runs it.
 //! `RECALL_ONLY=float` runs only the configurations whose name contains it; `RECALL_SWEEP=1`
 //! runs each detector alone at several thresholds instead, the measurements behind the default
 //! thresholds. Needs the runtime, models and photos of scripts/prepare.sh.
@@ -34,16 +34,15 @@ fn configs() -> Vec<(String, Config)> {
 fn side_by_side() -> Vec<(String, Config)> {
     let mut list = vec![("default", common::config())];
     {
-        let mut float = common::config();
-        float.detectors[1].model = "platedet".into();
-        list.push(("float platedet instead of platedet-int8", float));
-        let mut previous = common::config();
-        previous.detectors[0].threshold = Some(0.15);
-        previous.detectors[1].threshold = Some(0.1);
+        let mut float_faces = common::config();
+        float_faces.detectors[0].model = "centerface".into();
         list.push((
-            "previous default: one threshold for every size (0.15, 0.1)",
-            previous,
+            "previous default: float centerface instead of centerface-int8",
+            float_faces,
         ));
+        let mut float_plates = common::config();
+        float_plates.detectors[1].model = "platedet".into();
+        list.push(("float platedet instead of platedet-int8", float_plates));
         let mut coarse = common::config();
         coarse.recall = RecallConfig {
             face_min_px: 48.0,
@@ -54,12 +53,13 @@ fn side_by_side() -> Vec<(String, Config)> {
     list.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
 
-/// Each detector of the default alone (and the float plate model), at several thresholds:
+/// Each detector of the default alone (and the float models), at several thresholds:
 /// per model, its index in the default and triples of (threshold, small-object threshold,
 /// threshold for objects cut by the frame). Recall per bucket against over-redaction.
 fn sweep() -> Vec<(String, Config)> {
     let faces = [0.2, 0.15, 0.1].map(|t| [t; 3]).into_iter();
     let faces = faces.chain([[0.15, 0.1, 0.1], [0.15, 0.1, 0.05]]);
+    let faces_int8 = [[0.15, 0.1, 0.1], [0.15, 0.08, 0.1], [0.12, 0.08, 0.08]];
     let int8 = [
         [0.2; 3],
         [0.1; 3],
@@ -70,6 +70,7 @@ fn sweep() -> Vec<(String, Config)> {
     let float = [[0.1; 3], [0.1, 0.05, 0.01]];
     let runs = faces
         .map(|t| (0, "centerface", t))
+        .chain(faces_int8.map(|t| (0, "centerface-int8", t)))
         .chain(int8.map(|t| (1, "platedet-int8", t)))
         .chain(float.map(|t| (1, "platedet", t)));
     runs.map(|(index, model, [threshold, small, cut])| {

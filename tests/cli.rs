@@ -193,12 +193,12 @@ fn models_verify_passes_on_the_installed_models_and_a_tampered_model_stops_veil(
 
     let models = tmp.path().join("models");
     std::fs::create_dir(&models).unwrap();
-    for f in ["manifest.toml", "centerface.onnx", "platedet.onnx"] {
+    for f in ["manifest.toml", "centerface-int8.onnx", "platedet.onnx"] {
         std::fs::copy(root().join("models").join(f), models.join(f)).unwrap();
     }
-    let mut tampered = std::fs::read(models.join("centerface.onnx")).unwrap();
+    let mut tampered = std::fs::read(models.join("centerface-int8.onnx")).unwrap();
     tampered.push(0);
-    std::fs::write(models.join("centerface.onnx"), tampered).unwrap();
+    std::fs::write(models.join("centerface-int8.onnx"), tampered).unwrap();
     let cfg = write_config(tmp.path(), &models);
     let run = anonymise(
         &cfg,
@@ -209,7 +209,7 @@ fn models_verify_passes_on_the_installed_models_and_a_tampered_model_stops_veil(
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("centerface.onnx")
+        stderr.contains("centerface-int8.onnx")
             && stderr.contains("sha256")
             && stderr.contains("scripts/setup.sh"),
         "{stderr}"

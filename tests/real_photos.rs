@@ -93,6 +93,11 @@ fn centerface_finds_blurs_and_no_longer_finds_every_known_face() {
 }
 
 #[test]
+fn centerface_int8_finds_blurs_and_no_longer_finds_every_known_face() {
+    known_faces_are_found_blurred_and_not_found_again("centerface-int8");
+}
+
+#[test]
 fn the_plate_in_a_street_photo_is_blurred_and_not_found_again() {
     let input = photo("fast_alpr_car.png");
     let result = pipeline_with(&config())
@@ -175,7 +180,7 @@ fn large_images_keep_small_faces_through_tiles() {
         )
         .unwrap();
     let mut c = config();
-    c.detectors.retain(|d| d.model == "centerface");
+    c.detectors.retain(|d| d.model == "centerface-int8");
     let report = pipeline_with(&c).anonymise(&bytes, &[]).unwrap().report;
     let (_, faces) = known_faces()
         .into_iter()

@@ -70,11 +70,11 @@ fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
 }
 
 /// What the default configuration covers per size bucket (measured: README "Small objects"),
-/// less a margin: a guard against regressions. The goal is 0.99 everywhere; faces of 12 and 24 px
-/// and plates of 28 and 40 px reach it, 10 and 16 px faces and 20 px plates not yet with the
-/// models veil can ship.
+/// less a margin: a guard against regressions. The goal is 0.99 everywhere; faces of 24 px and
+/// plates of 28 and 40 px reach it, faces of 10, 12 and 16 px and plates of 20 px come within one
+/// or two objects of it, not yet there with the models veil can ship.
 const FLOORS: [(&str, f64); 7] = [
-    ("face 10 px", 0.89),
+    ("face 10 px", 0.95),
     ("face 12 px", 0.96),
     ("face 16 px", 0.95),
     ("face 24 px", 0.97),
@@ -86,7 +86,7 @@ const FLOORS: [(&str, f64); 7] = [
 /// The share of pixels away from every object (outside each box grown to twice its size) that
 /// the defaults change (measured: README "Small objects"), plus a margin: recall bought with
 /// false detections shows here.
-const OVER_REDACTION_CEILING: f64 = 0.01;
+const OVER_REDACTION_CEILING: f64 = 0.012;
 
 #[test]
 fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {
