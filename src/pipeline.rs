@@ -306,7 +306,12 @@ impl Pipeline {
         let mut bytes = encode(&rendered, timings)?;
         for pass in 1..=self.redaction.verify_passes {
             let t = Instant::now();
-            let published = codec::decode(&bytes, &self.limits)
+            // The byte limit is for inputs: an output may encode larger than its source.
+            let limits = Limits {
+                max_bytes: u64::MAX,
+                ..self.limits
+            };
+            let published = codec::decode(&bytes, &limits)
                 .map_err(|e| EncodeError {
                     format,
                     message: format!("the encoded output cannot be read back: {e}"),

@@ -61,9 +61,10 @@ pub struct ClassRedaction {
 pub struct RedactionConfig {
     pub face: ClassRedaction,
     pub plate: ClassRedaction,
-    /// After redacting, run the detectors again on the redacted image and redact what they still
-    /// find, up to this many times. A blurred head can keep a face-like outline; images with
-    /// nothing to redact skip this.
+    /// Check each output as published and redact what the detectors still find, up to this many
+    /// times. A blurred head can keep a face-like outline, and the blur laid over such a find
+    /// can leave another: the second pass checks what the first one redacted. Each pass looks
+    /// only around what the previous one found, so it costs little once nothing is left.
     pub verify_passes: u8,
 }
 
@@ -87,7 +88,7 @@ impl Default for RedactionConfig {
                 feather: 0.3,
                 colour: [0, 0, 0],
             },
-            verify_passes: 1,
+            verify_passes: 2,
         }
     }
 }

@@ -162,6 +162,22 @@ fn png_text_and_exif_chunks_are_not_carried_over() {
     assert!(!contains(out, b"secret"));
 }
 
+#[test]
+fn an_input_at_the_byte_limit_can_be_published_in_a_larger_format() {
+    // The published bytes are decoded again for the re-check; the input's byte limit must not
+    // refuse an output that encodes larger than its source.
+    let t1 = photo("t1.jpg");
+    let mut c = config();
+    c.limits.max_bytes = t1.len() as u64;
+    let png = Rendition {
+        format: Some(Format::Png),
+        ..Rendition::default()
+    };
+    let result = pipeline_with(&c).anonymise(&t1, &[png]).unwrap();
+    assert!(result.outputs[0].bytes.len() > t1.len());
+    assert_eq!(result.outputs[0].info.format, Format::Png);
+}
+
 fn rejected(bytes: &[u8], config: &veil::config::Config) -> InputError {
     match pipeline_with(config).anonymise(bytes, &[Rendition::default()]) {
         Err(PipelineError::Input(e)) => {
