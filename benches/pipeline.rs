@@ -34,7 +34,13 @@ fn photo_at(w: u32, h: u32) -> (image::RgbImage, Vec<u8>) {
 fn detection(c: &mut Criterion) {
     let mut group = c.benchmark_group("detect");
     group.sample_size(10);
-    for model in ["yunet", "centerface", "platedet", "platedet-int8"] {
+    for model in [
+        "yunet",
+        "centerface",
+        "centerface-int8",
+        "platedet",
+        "platedet-int8",
+    ] {
         // "planned": the default guarantee (faces 10 px, plates 20 px); "whole": one pass over
         // the whole image, as if only large objects mattered.
         for (plan, smallest) in [("planned", None), ("whole", Some(1000.0))] {
@@ -65,9 +71,9 @@ fn anonymise(c: &mut Criterion) {
     let mut group = c.benchmark_group("anonymise");
     group.sample_size(10);
     for (name, detectors) in [
-        ("default", vec!["centerface", "platedet-int8"]),
-        ("float_plates", vec!["centerface", "platedet"]),
-        ("faces_centerface", vec!["centerface"]),
+        ("default", vec!["centerface-int8", "platedet-int8"]),
+        ("float_faces", vec!["centerface", "platedet-int8"]),
+        ("faces_only", vec!["centerface-int8"]),
     ] {
         let mut config = common::config();
         config.detectors = detectors
