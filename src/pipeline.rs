@@ -283,7 +283,9 @@ impl Pipeline {
         detections: &[Detection],
         timings: &mut Timings,
     ) -> Result<(Output, Vec<Detection>), PipelineError> {
+        let t = Instant::now();
         let mut rendered = rendition.render(picture, &mut self.resizer);
+        timings.encode_ms += ms(t);
         let (width, height) = rendered.rgb.dimensions();
         let k = (
             width as f32 / picture.rgb.width() as f32,

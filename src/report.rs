@@ -38,8 +38,10 @@ pub struct Timings {
     pub decode_ms: f64,
     pub detect_ms: f64,
     pub redact_ms: f64,
-    /// Checking redacted regions again (see `redaction.verify_passes`).
+    /// Checking each output again as published: decoding it and looking around the redacted
+    /// regions (see `redaction.verify_passes`).
     pub verify_ms: f64,
+    /// Resizing to each rendition and encoding it (again after a check that found something).
     pub encode_ms: f64,
 }
 
