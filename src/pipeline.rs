@@ -291,14 +291,13 @@ impl Pipeline {
             width as f32 / picture.rgb.width() as f32,
             height as f32 / picture.rgb.height() as f32,
         );
-        let mut last: Vec<Detection> = detections
-            .iter()
-            .map(|d| Detection {
-                bbox: d.bbox.unscale((1.0 / k.0, 1.0 / k.1), (0.0, 0.0)),
-                ..d.clone()
-            })
-            .collect();
+        let mut last = rescaled(detections, (1.0 / k.0, 1.0 / k.1));
         let mut found = Vec::new();
+        // The byte limit is for inputs: an output may encode larger than its source.
+        let read_back = Limits {
+            max_bytes: u64::MAX,
+            ..self.limits
+        };
         let encode = |rendered: &codec::Picture, timings: &mut Timings| {
             let t = Instant::now();
             let bytes = codec::encode(rendered, format, rendition.jpeg_quality, icc);
@@ -308,12 +307,7 @@ impl Pipeline {
         let mut bytes = encode(&rendered, timings)?;
         for pass in 1..=self.redaction.verify_passes {
             let t = Instant::now();
-            // The byte limit is for inputs: an output may encode larger than its source.
-            let limits = Limits {
-                max_bytes: u64::MAX,
-                ..self.limits
-            };
-            let published = codec::decode(&bytes, &limits)
+            let published = codec::decode(&bytes, &read_back)
                 .map_err(|e| EncodeError {
                     format,
                     message: format!("the encoded output cannot be read back: {e}"),
@@ -329,10 +323,7 @@ impl Pipeline {
             }
             residue.iter_mut().for_each(|d| d.verify_pass = pass);
             self.redact(rendered.to_mut(), &residue);
-            found.extend(residue.iter().map(|d| Detection {
-                bbox: d.bbox.unscale(k, (0.0, 0.0)),
-                ..d.clone()
-            }));
+            found.extend(rescaled(&residue, k));
             last = residue;
             bytes = encode(&rendered, timings)?;
         }
@@ -378,6 +369,18 @@ impl Pipeline {
         }
         Ok(residue)
     }
+}
+
+/// `detections` with their boxes divided by `k`: from a rendition `k` times the source's size
+/// back to source pixels, or with `1 / k` from the source to the rendition.
+fn rescaled(detections: &[Detection], k: (f32, f32)) -> Vec<Detection> {
+    detections
+        .iter()
+        .map(|d| Detection {
+            bbox: d.bbox.unscale(k, (0.0, 0.0)),
+            ..d.clone()
+        })
+        .collect()
 }
 
 fn ms(t: Instant) -> f64 {
