@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command {
         Command::Anonymise(a) => cli::anonymise::run(config, a),
-        Command::Run => cli::run::run(config),
+        Command::Run => cli::run::exit(cli::run::run(config)),
         Command::CheckConfig(a) => cli::check_config::run(&config, a),
         Command::Health => return cli::health::run(&config),
         Command::Models {

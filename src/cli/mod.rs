@@ -42,8 +42,11 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
     Config::load(path.or_else(|| default.exists().then_some(default)))
 }
 
+/// The exit code of an error that stops veil.
+pub const FATAL: u8 = 2;
+
 /// Prints an error that stops veil, with its causes, as one sentence; returns the exit code.
 pub fn fatal(e: &anyhow::Error) -> ExitCode {
     eprintln!("veil: {e:#}");
-    ExitCode::from(2)
+    ExitCode::from(FATAL)
 }

@@ -1,6 +1,6 @@
 //! `veil run`: the daemon, until SIGTERM or SIGINT.
 
-use std::process::ExitCode;
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,7 +8,7 @@ use veil::config::{Config, ConfigError};
 use veil::daemon::Daemon;
 use veil::daemon::config::DaemonConfig;
 
-pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+pub fn run(config: Config) -> anyhow::Result<()> {
     let settings = DaemonConfig::from_config(&config).map_err(ConfigError::Invalid)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -39,7 +39,29 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     // A pipeline abandoned at the end of the grace period may still be running on a blocking
     // thread; its result would be dropped anyway, so do not wait for it.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    result.map(|()| ExitCode::SUCCESS)
+    result
+}
+
+/// Ends the process with `run`'s outcome, without the C and C++ exit handlers.
+///
+/// ONNX Runtime's static destructors are registered with exit(3). A model still loading when
+/// SIGTERM arrived, or a pipeline abandoned at the end of the grace period, is still inside the
+/// runtime on a blocking thread, and those destructors would tear the runtime down under it:
+/// veil would die of SIGSEGV instead of exiting cleanly. When `run` returns, every effect veil
+/// had is already in S3 and SQS and the logs are written to the unbuffered stderr, so nothing
+/// is lost by leaving through _exit(2).
+pub fn exit(result: anyhow::Result<()>) -> ! {
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            super::fatal(&e);
+            i32::from(super::FATAL)
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit only ends the process; it touches no memory of this one.
+    unsafe { libc::_exit(code) }
 }
 
 /// Installs the SIGTERM (ECS stopping the task) and SIGINT (Ctrl-C) handlers now; the returned
