@@ -74,17 +74,6 @@ fn first_overlap(boxes: &[BoxF]) -> Option<(usize, usize)> {
         .find(|&(i, j)| boxes[i].intersection(&boxes[j]).is_some())
 }
 
-/// Whether `windows` (not overlapping each other) cover at least half of `tile`: checking it
-/// whole then costs less than laying its windows out on sheets.
-fn half_covered(tile: &BoxF, windows: &[BoxF]) -> bool {
-    let covered: f32 = windows
-        .iter()
-        .filter_map(|w| w.intersection(tile))
-        .map(|w| w.area())
-        .sum();
-    covered >= 0.5 * tile.area()
-}
-
 /// A scored box before it is attributed to a class and model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -303,14 +292,15 @@ impl Detector {
     }
 
     /// Looks again, at `thresholds`, only around `regions` (each grown by a quarter of its size
-    /// on every side into a window), at every scale of the tile plan that shows the window at
+    /// on every side into a window), at every pass of the tile plan that shows the window at
     /// least at half the model's smallest object: a cheap check of redacted regions. (Finer
-    /// scales than the one that found an object are not skipped: a blurred face can still be
+    /// passes than the one that found an object are not skipped: a blurred face can still be
     /// scored as a face on an upscale meant for smaller ones.)
-    /// At each scale, overlapping windows are merged; a tile mostly covered by windows is simply
-    /// run whole; the other windows are laid out together on sheets ([`sheets`]), one run each.
-    /// A window is taken whole, not cut by the tiles of the plan: the check sees each region in
-    /// one piece, and no sliver of a window costs a place on a sheet of its own.
+    /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
+    /// most windows have one), and only a window that no tile holds is cut by the tiles it
+    /// reaches. Within a tile, overlapping windows are merged; a tile mostly covered by windows
+    /// is simply run whole; the other windows of one scale are laid out together on sheets
+    /// ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
@@ -318,29 +308,54 @@ impl Detector {
         thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
+        let finest = plan.first().map_or(1.0, |t| t.scale);
         let tiling = self.settings.tiling;
-        let mut scales: Vec<f32> = Vec::new();
-        for tile in &plan {
-            if !scales.contains(&tile.scale) {
-                scales.push(tile.scale);
+        let class = self.class;
+        let visible = |window: &BoxF, scale: f32| {
+            class.size(window) * scale >= tiling.min_object / 2.0 || scale == finest
+        };
+        let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
+        let all_windows: Vec<BoxF> = regions
+            .iter()
+            .filter_map(|r| r.grow(0.25).intersection(&image_box))
+            .collect();
+        let home = |w: &BoxF, scale: f32| {
+            plan.iter()
+                .position(|t| t.scale == scale && t.bbox().contains(w))
+        };
+        let mut whole = Vec::new();
+        let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
+        for (i, tile) in plan.iter().enumerate() {
+            let tile_box = tile.bbox();
+            let mut windows: Vec<BoxF> = all_windows
+                .iter()
+                .filter(|w| visible(w, tile.scale))
+                .filter(|w| home(w, tile.scale).is_none_or(|h| h == i))
+                .filter_map(|w| w.intersection(&tile_box))
+                .collect();
+            while let Some((i, j)) = first_overlap(&windows) {
+                windows[i] = windows[i].union(&windows[j]);
+                windows.swap_remove(j);
+            }
+            if windows.iter().map(BoxF::area).sum::<f32>() >= 0.5 * tile_box.area() {
+                whole.push(*tile);
+                continue;
+            }
+            let rects = windows
+                .iter()
+                .filter_map(|w| w.pixel_rect(img.width(), img.height()));
+            match by_scale.iter_mut().find(|(s, _)| *s == tile.scale) {
+                Some((_, list)) => list.extend(rects),
+                None => by_scale.push((tile.scale, rects.collect())),
             }
         }
-        let finest = scales.first().copied().unwrap_or(1.0);
         let mut found = Vec::new();
-        for scale in scales {
-            let mut windows = self.windows_at(img, regions, scale, scale == finest);
-            let whole: Vec<&Tile> = plan
-                .iter()
-                .filter(|t| t.scale == scale && half_covered(&t.bbox(), &windows))
-                .collect();
-            for tile in &whole {
-                found.extend(self.run_tile(img, tile, thresholds, None)?);
-            }
-            windows.retain(|w| !whole.iter().any(|t| t.bbox().contains(w)));
-            let rects: Vec<sheets::Rect> = windows
-                .iter()
-                .filter_map(|w| w.pixel_rect(img.width(), img.height()))
-                .collect();
+        for tile in &whole {
+            found.extend(self.run_tile(img, tile, thresholds, None)?);
+        }
+        for (scale, mut rects) in by_scale {
+            rects.sort_unstable();
+            rects.dedup();
             let side = (tiling.tile_size as f32 / scale) as u32;
             let gutter = (tiling.min_object / scale).ceil() as u32;
             let (sheets, too_large) = sheets::lay_out(img, &rects, side, gutter);
@@ -372,25 +387,6 @@ impl Detector {
             }
         }
         Ok(self.finish(img, found))
-    }
-
-    /// The windows around `regions` (each grown by a quarter on every side) that a pass at
-    /// `scale` shows at least at half the model's smallest object (every window at the finest
-    /// scale), within the image, overlapping ones merged.
-    fn windows_at(&self, img: &RgbImage, regions: &[BoxF], scale: f32, finest: bool) -> Vec<BoxF> {
-        let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
-        let min_object = self.settings.tiling.min_object;
-        let mut windows: Vec<BoxF> = regions
-            .iter()
-            .map(|r| r.grow(0.25))
-            .filter(|w| finest || self.class.size(w) * scale >= min_object / 2.0)
-            .filter_map(|w| w.intersection(&image_box))
-            .collect();
-        while let Some((i, j)) = first_overlap(&windows) {
-            windows[i] = windows[i].union(&windows[j]);
-            windows.swap_remove(j);
-        }
-        windows
     }
 
     /// Candidates found in one tile, in `img` pixels. Each is held to the threshold of its
