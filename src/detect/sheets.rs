@@ -45,9 +45,51 @@ impl Sheet {
 /// Grey between windows: carries no edge a detector could take for part of an object.
 const GUTTER_GREY: Rgb<u8> = Rgb([114, 114, 114]);
 
+/// The shelves of one sheet being filled.
+struct Layout {
+    placements: Vec<Placement>,
+    /// Top, height and next free x of each shelf.
+    shelves: Vec<(u32, u32, u32)>,
+    /// Top of the next shelf.
+    next_y: u32,
+}
+
+impl Layout {
+    fn new(gutter: u32) -> Self {
+        Self {
+            placements: Vec::new(),
+            shelves: Vec::new(),
+            next_y: gutter,
+        }
+    }
+
+    /// Places `window` on this sheet if there is room left: at the end of a shelf at least as
+    /// tall, else on a new shelf below the others.
+    fn place(&mut self, window: Rect, side: u32, gutter: u32) -> bool {
+        let (_, _, w, h) = window;
+        let free = |&(_, height, x): &(u32, u32, u32)| x + w + gutter <= side && h <= height;
+        let at = if let Some(shelf) = self.shelves.iter_mut().find(|s| free(s)) {
+            let at = (shelf.2, shelf.0);
+            shelf.2 += w + gutter;
+            at
+        } else if self.next_y + h + gutter <= side {
+            self.shelves.push((self.next_y, h, gutter + w + gutter));
+            let at = (gutter, self.next_y);
+            self.next_y += h + gutter;
+            at
+        } else {
+            return false;
+        };
+        self.placements.push(Placement { window, at });
+        true
+    }
+}
+
 /// Lays out `windows` (pixel rectangles of `img`) on sheets of at most `side` × `side` pixels,
-/// tallest first, in shelves, with `gutter` pixels around each window. Windows larger than a
-/// sheet are returned apart: the caller runs them on their own.
+/// tallest first, in shelves, with `gutter` pixels around each window: each window goes to the
+/// first shelf of any sheet with room left (the end of a shelf is often wide enough for a
+/// shorter window that came later), else onto a new shelf, else onto a new sheet. Windows larger
+/// than a sheet are returned apart: the caller runs them on their own.
 pub fn lay_out(
     img: &RgbImage,
     windows: &[Rect],
@@ -59,30 +101,22 @@ pub fn lay_out(
         w + 2 * gutter <= side && h + 2 * gutter <= side
     });
     order.sort_by_key(|&i| std::cmp::Reverse(windows[i].3));
-    let mut layouts: Vec<Vec<Placement>> = Vec::new();
-    let (mut x, mut y, mut shelf) = (gutter, gutter, 0);
+    let mut layouts: Vec<Layout> = Vec::new();
     for i in order {
-        let (_, _, w, h) = windows[i];
-        if x + w + gutter > side {
-            (x, y, shelf) = (gutter, y + shelf + gutter, 0);
+        // `any` stops at the first sheet that takes the window.
+        if !layouts
+            .iter_mut()
+            .any(|l| l.place(windows[i], side, gutter))
+        {
+            let mut fresh = Layout::new(gutter);
+            let placed = fresh.place(windows[i], side, gutter);
+            debug_assert!(placed, "a window that fits a sheet fits an empty one");
+            layouts.push(fresh);
         }
-        if layouts.is_empty() || y + h + gutter > side {
-            layouts.push(Vec::new());
-            (x, y, shelf) = (gutter, gutter, 0);
-        }
-        layouts
-            .last_mut()
-            .expect("one sheet at least")
-            .push(Placement {
-                window: windows[i],
-                at: (x, y),
-            });
-        x += w + gutter;
-        shelf = shelf.max(h);
     }
     let sheets = layouts
         .into_iter()
-        .map(|placements| {
+        .map(|Layout { placements, .. }| {
             let width = placements
                 .iter()
                 .map(|p| p.at.0 + p.window.2 + gutter)
@@ -108,6 +142,30 @@ pub fn lay_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_window_fills_the_end_of_an_earlier_shelf_and_windows_never_overlap() {
+        let img = RgbImage::new(400, 300);
+        // Two shelves of 40 px; the 20 × 10 window fits only at the end of the first one.
+        let windows = [(0, 0, 60, 40), (100, 0, 90, 40), (200, 0, 20, 10)];
+        let (sheets, too_large) = lay_out(&img, &windows, 100, 5);
+        assert!(too_large.is_empty());
+        assert_eq!(sheets.len(), 1, "one sheet holds all three");
+        let placed = &sheets[0].placements;
+        assert_eq!(placed.len(), 3);
+        for (i, a) in placed.iter().enumerate() {
+            let (ax, ay, aw, ah) = (a.at.0, a.at.1, a.window.2, a.window.3);
+            assert!(ax >= 5 && ay >= 5 && ax + aw + 5 <= 100 && ay + ah + 5 <= 100);
+            for b in &placed[i + 1..] {
+                let (bx, by, bw, bh) = (b.at.0, b.at.1, b.window.2, b.window.3);
+                let apart = ax + aw + 5 <= bx
+                    || bx + bw + 5 <= ax
+                    || ay + ah + 5 <= by
+                    || by + bh + 5 <= ay;
+                assert!(apart, "{a:?} and {b:?} are not a gutter apart");
+            }
+        }
+    }
 
     #[test]
     fn windows_are_copied_apart_and_boxes_map_back_to_the_image() {
