@@ -99,8 +99,13 @@ impl Picture {
     /// JPEG rendition or an alpha-ignoring viewer shows), and, when any pixel is translucent,
     /// the picture composited over a white and over a black page, where an object drawn in the
     /// alpha plane alone becomes visible.
+    ///
+    /// A view of one colour throughout, or equal to an earlier one, is left out: it shows
+    /// nothing the others do not, and each view costs a whole detection. A picture drawn in the
+    /// alpha plane alone has black colour planes, which also show over a black page; a cut-out
+    /// stored with black behind it looks the same over a black page as without its alpha.
     pub fn views(&self) -> Vec<std::borrow::Cow<'_, RgbImage>> {
-        let mut views = vec![std::borrow::Cow::Borrowed(&self.rgb)];
+        let mut candidates = vec![std::borrow::Cow::Borrowed(&self.rgb)];
         if let Some(alpha) = self.alpha.as_ref().filter(|a| a.iter().any(|&v| v < 255)) {
             for page in [255u16, 0] {
                 let mut over = self.rgb.clone();
@@ -110,7 +115,16 @@ impl Picture {
                         *c = ((*c as u16 * a + page * (255 - a) + 127) / 255) as u8;
                     }
                 }
-                views.push(std::borrow::Cow::Owned(over));
+                candidates.push(std::borrow::Cow::Owned(over));
+            }
+        }
+        let mut views = Vec::with_capacity(candidates.len());
+        for view in candidates {
+            let mut pixels = view.pixels();
+            let first = pixels.next().copied();
+            let uniform = pixels.all(|p| Some(*p) == first);
+            if !uniform && !views.contains(&view) {
+                views.push(view);
             }
         }
         views
@@ -363,4 +377,39 @@ fn luma(rgb: &RgbImage) -> Vec<u8> {
     rgb.pixels()
         .map(|p| ((77 * p.0[0] as u32 + 150 * p.0[1] as u32 + 29 * p.0[2] as u32) >> 8) as u8)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picture(rgb: impl Fn(u32, u32) -> [u8; 3], alpha: Option<fn(u32, u32) -> u8>) -> Picture {
+        Picture {
+            rgb: RgbImage::from_fn(8, 8, |x, y| image::Rgb(rgb(x, y))),
+            alpha: alpha.map(|a| GrayImage::from_fn(8, 8, |x, y| image::Luma([a(x, y)]))),
+            gray: false,
+        }
+    }
+
+    #[test]
+    fn views_that_are_blank_or_repeat_another_are_left_out() {
+        let shade = |x: u32, y: u32| (x * 30 + y) as u8;
+        // drawn in the alpha plane alone: only the view over a white page shows it
+        let alpha_only = picture(|_, _| [0, 0, 0], Some(shade));
+        let views = alpha_only.views();
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].get_pixel(0, 0).0, [255, 255, 255], "over white");
+        // a cut-out with black behind it: as stored, and over white
+        let cut_out = picture(
+            |x, _| if x < 4 { [0, 0, 0] } else { [200, 90, 40] },
+            Some(|x, _| if x < 4 { 0 } else { 255 }),
+        );
+        assert_eq!(cut_out.views().len(), 2);
+        // an opaque photo: as stored; translucent colour over both pages: all three
+        assert_eq!(picture(|x, y| [shade(x, y); 3], None).views().len(), 1);
+        let translucent = picture(|x, y| [shade(x, y), 9, 9], Some(|_, _| 128));
+        assert_eq!(translucent.views().len(), 3);
+        // one colour throughout: nothing to look at
+        assert!(picture(|_, _| [7, 7, 7], None).views().is_empty());
+    }
 }
