@@ -315,22 +315,20 @@ impl Detector {
             class.size(window) * scale >= tiling.min_object / 2.0 || scale == finest
         };
         let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
-        let all_windows: Vec<BoxF> = regions
-            .iter()
-            .filter_map(|r| r.grow(0.25).intersection(&image_box))
-            .collect();
+        let all_windows: Vec<BoxF> = regions.iter().map(|r| r.grow(0.25)).collect();
         let home = |w: &BoxF, scale: f32| {
+            let inside = w.intersection(&image_box)?;
             plan.iter()
-                .position(|t| t.scale == scale && t.bbox().contains(w))
+                .position(|t| t.scale == scale && t.bbox().contains(&inside))
         };
         let mut whole = Vec::new();
         let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
-        for (i, tile) in plan.iter().enumerate() {
+        for (index, tile) in plan.iter().enumerate() {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = all_windows
                 .iter()
                 .filter(|w| visible(w, tile.scale))
-                .filter(|w| home(w, tile.scale).is_none_or(|h| h == i))
+                .filter(|w| home(w, tile.scale).is_none_or(|h| h == index))
                 .filter_map(|w| w.intersection(&tile_box))
                 .collect();
             while let Some((i, j)) = first_overlap(&windows) {
