@@ -59,12 +59,12 @@ impl BoxF {
         (b.x2 > b.x1 && b.y2 > b.y1).then_some(b)
     }
 
-    /// The smallest box holding both.
     /// Whether `other` lies entirely within this box.
     pub fn contains(&self, other: &BoxF) -> bool {
         self.x1 <= other.x1 && self.y1 <= other.y1 && other.x2 <= self.x2 && other.y2 <= self.y2
     }
 
+    /// The smallest box holding both.
     pub fn union(&self, other: &BoxF) -> BoxF {
         BoxF::new(
             self.x1.min(other.x1),
