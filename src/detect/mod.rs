@@ -67,11 +67,13 @@ fn is_zero(n: &u8) -> bool {
     *n == 0
 }
 
-/// The first pair of boxes that overlap, if any.
-fn first_overlap(boxes: &[BoxF]) -> Option<(usize, usize)> {
+/// The first pair of boxes that overlap and whose union `fits`, if any.
+fn first_overlap(boxes: &[BoxF], fits: impl Fn(&BoxF) -> bool) -> Option<(usize, usize)> {
     (0..boxes.len())
         .flat_map(|i| (i + 1..boxes.len()).map(move |j| (i, j)))
-        .find(|&(i, j)| boxes[i].intersection(&boxes[j]).is_some())
+        .find(|&(i, j)| {
+            boxes[i].intersection(&boxes[j]).is_some() && fits(&boxes[i].union(&boxes[j]))
+        })
 }
 
 /// A scored box before it is attributed to a class and model.
@@ -298,7 +300,8 @@ impl Detector {
     /// scored as a face on an upscale meant for smaller ones.)
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
-    /// reaches. Within a tile, overlapping windows are merged; a tile mostly covered by windows
+    /// reaches. Within a tile, overlapping windows are merged while their union fits on a
+    /// sheet; a tile mostly covered by windows
     /// is simply run whole; the other windows of one scale are laid out together on sheets
     /// ([`sheets`]), one run each.
     pub fn detect_around(
@@ -321,6 +324,11 @@ impl Detector {
             plan.iter()
                 .position(|t| t.scale == scale && t.bbox().contains(&inside))
         };
+        // A sheet's side and the gutter between its windows, in source pixels, at `scale`.
+        let sheet_size = |scale: f32| {
+            let side = (tiling.tile_size as f32 / scale) as u32;
+            (side, (tiling.min_object / scale).ceil() as u32)
+        };
         let mut whole = Vec::new();
         let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
         for (index, tile) in plan.iter().enumerate() {
@@ -331,7 +339,13 @@ impl Detector {
                 .filter(|w| home(w, tile.scale).is_none_or(|h| h == index))
                 .filter_map(|w| w.intersection(&tile_box))
                 .collect();
-            while let Some((i, j)) = first_overlap(&windows) {
+            // Overlapping windows are merged only while the union still fits on a sheet: a
+            // window too large for one costs a run of its own, while two overlapping windows
+            // side by side on a sheet only repeat a few pixels. (2 px for rounding to pixels.)
+            let (side, gutter) = sheet_size(tile.scale);
+            let room = side.saturating_sub(2 * gutter + 2) as f32;
+            let fits = |b: &BoxF| b.width() <= room && b.height() <= room;
+            while let Some((i, j)) = first_overlap(&windows, fits) {
                 windows[i] = windows[i].union(&windows[j]);
                 windows.swap_remove(j);
             }
@@ -354,8 +368,7 @@ impl Detector {
         for (scale, mut rects) in by_scale {
             rects.sort_unstable();
             rects.dedup();
-            let side = (tiling.tile_size as f32 / scale) as u32;
-            let gutter = (tiling.min_object / scale).ceil() as u32;
+            let (side, gutter) = sheet_size(scale);
             let (sheets, too_large) = sheets::lay_out(img, &rects, side, gutter);
             for sheet in &sheets {
                 let (width, height) = sheet.image.dimensions();
