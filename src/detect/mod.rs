@@ -511,6 +511,20 @@ mod tests {
     }
 
     #[test]
+    fn overlapping_windows_pair_up_only_while_their_union_fits() {
+        let boxes = [
+            BoxF::new(0.0, 0.0, 60.0, 20.0),
+            BoxF::new(50.0, 0.0, 110.0, 20.0),
+            BoxF::new(100.0, 10.0, 130.0, 30.0),
+            BoxF::new(300.0, 0.0, 310.0, 10.0),
+        ];
+        assert_eq!(first_overlap(&boxes, |_| true), Some((0, 1)));
+        // 0 ∪ 1 is 110 px wide: too wide; 1 ∪ 2 (80 px) fits
+        assert_eq!(first_overlap(&boxes, |u| u.width() <= 100.0), Some((1, 2)));
+        assert_eq!(first_overlap(&boxes, |u| u.width() <= 50.0), None);
+    }
+
+    #[test]
     fn a_nan_or_infinite_output_is_an_error() {
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut scores = ArrayD::<f32>::zeros(vec![1, 5, 4]);
