@@ -301,9 +301,8 @@ impl Detector {
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
-    /// sheet; a tile mostly covered by windows
-    /// is simply run whole; the other windows of one scale are laid out together on sheets
-    /// ([`sheets`]), one run each.
+    /// sheet; a tile mostly covered by windows is simply run whole; the other windows of one
+    /// scale are laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
@@ -343,7 +342,7 @@ impl Detector {
             // window too large for one costs a run of its own, while two overlapping windows
             // side by side on a sheet only repeat a few pixels. (2 px for rounding to pixels.)
             let (side, gutter) = sheet_size(tile.scale);
-            let room = side.saturating_sub(2 * gutter + 2) as f32;
+            let room = sheets::room(side, gutter).saturating_sub(2) as f32;
             let fits = |b: &BoxF| b.width() <= room && b.height() <= room;
             while let Some((i, j)) = first_overlap(&windows, fits) {
                 windows[i] = windows[i].union(&windows[j]);

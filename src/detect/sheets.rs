@@ -85,6 +85,11 @@ impl Layout {
     }
 }
 
+/// The widest and tallest window a sheet of `side` pixels holds with `gutter` pixels around it.
+pub fn room(side: u32, gutter: u32) -> u32 {
+    side.saturating_sub(2 * gutter)
+}
+
 /// Lays out `windows` (pixel rectangles of `img`) on sheets of at most `side` × `side` pixels,
 /// tallest first, in shelves, with `gutter` pixels around each window: each window goes to the
 /// first shelf of any sheet with room left (the end of a shelf is often wide enough for a
@@ -96,9 +101,10 @@ pub fn lay_out(
     side: u32,
     gutter: u32,
 ) -> (Vec<Sheet>, Vec<Rect>) {
+    let room = room(side, gutter);
     let (mut order, too_large): (Vec<usize>, Vec<usize>) = (0..windows.len()).partition(|&i| {
         let (_, _, w, h) = windows[i];
-        w + 2 * gutter <= side && h + 2 * gutter <= side
+        w <= room && h <= room
     });
     order.sort_by_key(|&i| std::cmp::Reverse(windows[i].3));
     let mut layouts: Vec<Layout> = Vec::new();
