@@ -8,7 +8,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::RgbImage;
 use ndarray::Array4;
 
-use super::tiles::Tile;
+use super::tiles::{Tile, scaled};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelOrder {
@@ -55,7 +55,7 @@ pub struct Preparer {
 
 impl Preparer {
     pub fn prepare(&mut self, img: &RgbImage, tile: &Tile, spec: &InputSpec) -> Prepared {
-        let (mut w, mut h) = scaled(tile.width, tile.height, tile.scale);
+        let (mut w, mut h) = tile.model_size();
         let (cw, ch) = match spec.canvas {
             Canvas::Fixed { width, height } => {
                 let fit = (width as f32 / w as f32)
@@ -107,6 +107,16 @@ impl Preparer {
         }
     }
 
+    /// The pixels of `tile` at its scale, as the model would see them before padding.
+    pub fn pixels(&mut self, img: &RgbImage, tile: &Tile) -> RgbImage {
+        let (w, h) = tile.model_size();
+        if (w, h) == (tile.width, tile.height) {
+            return image::imageops::crop_imm(img, tile.x, tile.y, w, h).to_image();
+        }
+        let resized = self.resize(img, tile, w, h);
+        RgbImage::from_raw(w, h, resized.into_vec()).expect("a U8x3 buffer of w × h pixels")
+    }
+
     fn resize(&mut self, img: &RgbImage, tile: &Tile, w: u32, h: u32) -> Image<'static> {
         let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
             .expect("an RgbImage buffer matches its size");
@@ -142,13 +152,6 @@ pub fn reflect_pad(img: &RgbImage, margin: u32) -> RgbImage {
             mirror(y as i64 - margin as i64, h),
         )
     })
-}
-
-fn scaled(w: u32, h: u32, s: f32) -> (u32, u32) {
-    (
-        ((w as f32 * s).round() as u32).max(1),
-        ((h as f32 * s).round() as u32).max(1),
-    )
 }
 
 #[cfg(test)]

@@ -301,8 +301,8 @@ impl Detector {
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
-    /// sheet; a tile mostly covered by windows is simply run whole; the other windows of one
-    /// scale are laid out together on sheets ([`sheets`]), one run each.
+    /// sheet; a tile mostly covered by windows is simply run whole; the other windows, of every
+    /// pass, are scaled to their pass and laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
@@ -323,13 +323,11 @@ impl Detector {
             plan.iter()
                 .position(|t| t.scale == scale && t.bbox().contains(&inside))
         };
-        // A sheet's side and the gutter between its windows, in source pixels, at `scale`.
-        let sheet_size = |scale: f32| {
-            let side = (tiling.tile_size as f32 / scale) as u32;
-            (side, (tiling.min_object / scale).ceil() as u32)
-        };
+        // A sheet's side and the gutter between its windows, in model pixels.
+        let (side, gutter) = (tiling.tile_size, tiling.min_object.ceil() as u32);
+        let room = sheets::room(side, gutter) as f32;
         let mut whole = Vec::new();
-        let mut by_scale: Vec<(f32, Vec<sheets::Rect>)> = Vec::new();
+        let mut windows_at_scale: Vec<Tile> = Vec::new();
         for (index, tile) in plan.iter().enumerate() {
             let tile_box = tile.bbox();
             let mut windows: Vec<BoxF> = all_windows
@@ -341,9 +339,9 @@ impl Detector {
             // Overlapping windows are merged only while the union still fits on a sheet: a
             // window too large for one costs a run of its own, while two overlapping windows
             // side by side on a sheet only repeat a few pixels. (2 px for rounding to pixels.)
-            let (side, gutter) = sheet_size(tile.scale);
-            let room = sheets::room(side, gutter).saturating_sub(2) as f32;
-            let fits = |b: &BoxF| b.width() <= room && b.height() <= room;
+            let fits = |b: &BoxF| {
+                (b.width() + 2.0) * tile.scale <= room && (b.height() + 2.0) * tile.scale <= room
+            };
             while let Some((i, j)) = first_overlap(&windows, fits) {
                 windows[i] = windows[i].union(&windows[j]);
                 windows.swap_remove(j);
@@ -352,56 +350,49 @@ impl Detector {
                 whole.push(*tile);
                 continue;
             }
-            let rects = windows
-                .iter()
-                .filter_map(|w| w.pixel_rect(img.width(), img.height()));
-            match by_scale.iter_mut().find(|(s, _)| *s == tile.scale) {
-                Some((_, list)) => list.extend(rects),
-                None => by_scale.push((tile.scale, rects.collect())),
-            }
+            windows_at_scale.extend(
+                windows
+                    .iter()
+                    .filter_map(|w| w.pixel_rect(img.width(), img.height()))
+                    .map(|(x, y, width, height)| Tile {
+                        x,
+                        y,
+                        width,
+                        height,
+                        scale: tile.scale,
+                    }),
+            );
         }
+        windows_at_scale.sort_unstable_by_key(|t| (t.scale.to_bits(), t.x, t.y, t.width, t.height));
+        windows_at_scale.dedup();
+        let preparer = &mut self.preparer;
+        let (sheets, too_large) =
+            sheets::lay_out(&windows_at_scale, side, gutter, |w| preparer.pixels(img, w));
         let mut found = Vec::new();
-        for tile in &whole {
+        // Windows too large for a sheet run on their own.
+        for tile in whole.iter().chain(&too_large) {
             found.extend(self.run_tile(img, tile, thresholds, None)?);
         }
-        for (scale, mut rects) in by_scale {
-            rects.sort_unstable();
-            rects.dedup();
-            let (side, gutter) = sheet_size(scale);
-            let (sheets, too_large) = sheets::lay_out(img, &rects, side, gutter);
-            for sheet in &sheets {
-                let (width, height) = sheet.image.dimensions();
-                let tile = Tile {
-                    x: 0,
-                    y: 0,
-                    width,
-                    height,
-                    scale,
-                };
-                for c in self.run_tile(&sheet.image, &tile, thresholds, None)? {
-                    if let Some(bbox) = sheet.to_image(&c.bbox) {
-                        found.push(Candidate { bbox, ..c });
-                    }
-                }
-            }
-            // Windows too large for a sheet run on their own.
-            for (x, y, width, height) in too_large {
-                let tile = Tile {
-                    x,
-                    y,
-                    width,
-                    height,
-                    scale,
-                };
-                found.extend(self.run_tile(img, &tile, thresholds, None)?);
-            }
+        for sheet in &sheets {
+            let (width, height) = sheet.image.dimensions();
+            let tile = Tile {
+                x: 0,
+                y: 0,
+                width,
+                height,
+                scale: 1.0,
+            };
+            let on_sheet = self.candidates(&sheet.image, &tile, thresholds.floor(None))?;
+            let in_image = on_sheet
+                .into_iter()
+                .filter_map(|c| sheet.to_image(&c.bbox).map(|bbox| Candidate { bbox, ..c }));
+            found.extend(self.kept(in_image, thresholds, None));
         }
         Ok(self.finish(img, found))
     }
 
-    /// Candidates found in one tile, in `img` pixels. Each is held to the threshold of its
-    /// size in `img` before overlapping ones are merged, so that a low-scoring large box cannot
-    /// suppress a small one and then be dropped itself.
+    /// Candidates found in one tile, in `img` pixels, held to their thresholds (see
+    /// [`Detector::kept`]).
     fn run_tile(
         &mut self,
         img: &RgbImage,
@@ -409,22 +400,47 @@ impl Detector {
         thresholds: Thresholds,
         frame: Option<&BoxF>,
     ) -> Result<Vec<Candidate>, DetectError> {
+        let found = self.candidates(img, tile, thresholds.floor(frame))?;
+        Ok(self.kept(found, thresholds, frame))
+    }
+
+    /// Everything scoring at least `floor` in one tile, in `img` pixels.
+    fn candidates(
+        &mut self,
+        img: &RgbImage,
+        tile: &Tile,
+        floor: f32,
+    ) -> Result<Vec<Candidate>, DetectError> {
         let prepared = self.preparer.prepare(img, tile, &self.family.input());
         let found = self
-            .run(&prepared.tensor, prepared.canvas, thresholds.floor(frame))
+            .run(&prepared.tensor, prepared.canvas, floor)
             .map_err(|message| DetectError {
                 model: self.name.clone(),
                 message,
             })?;
-        let kept = found
+        Ok(found
             .into_iter()
             .map(|c| Candidate {
                 bbox: c.bbox.unscale(prepared.scale, prepared.offset),
                 score: c.score,
             })
+            .collect())
+    }
+
+    /// The candidates of one run that score enough for their size in the source image, with
+    /// overlapping ones merged. Each is held to its threshold before the merge, so that a
+    /// low-scoring large box cannot suppress a small one and then be dropped itself.
+    fn kept(
+        &self,
+        found: impl IntoIterator<Item = Candidate>,
+        thresholds: Thresholds,
+        frame: Option<&BoxF>,
+    ) -> Vec<Candidate> {
+        let kept = found
+            .into_iter()
             .filter(|c| thresholds.keeps(self.class, c, frame))
             .collect();
-        Ok(nms::nms(kept, self.settings.nms_iou))
+        nms::nms(kept, self.settings.nms_iou)
     }
 
     /// Merges candidates from all tiles into detections.

@@ -1,26 +1,27 @@
-//! Many small windows of an image, copied side by side onto a few sheets, so that a model sees
-//! them in one run instead of one run each.
+//! Many small windows of an image, each scaled to the pass it is checked at and copied side by
+//! side onto a few sheets, so that a model sees them in one run instead of one run each.
 //!
-//! Re-checking redacted regions looks only around each region; with a fixed-canvas model a
-//! window of 60 × 25 px still costs a whole 640 × 640 run. Laid out on a sheet (shelves of
-//! windows separated by a gutter of neutral grey, at least as wide as the smallest object the
-//! pass looks for, so that no window lends another an object), one run covers dozens of
-//! windows. A box found on a sheet belongs to the window holding its centre and is mapped back
-//! to the image.
+//! Re-checking redacted regions looks only around each region, at several scales; with a
+//! fixed-canvas model a window of 60 × 25 px still costs a whole 640 × 640 run. Laid out on a
+//! sheet in model pixels (shelves of windows separated by a gutter of neutral grey, at least as
+//! wide as the smallest object the model finds, so that no window lends another an object), one
+//! run covers dozens of windows, whatever scale each was taken at. A box found on a sheet belongs
+//! to the window holding its centre and is mapped back to the image.
 
 use image::{Rgb, RgbImage};
 
+use super::tiles::Tile;
 use crate::geometry::BoxF;
 
-/// A pixel rectangle of the image: x, y, width, height.
-pub type Rect = (u32, u32, u32, u32);
-
 /// Where one window of the image lies on its sheet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
-    pub window: Rect,
+    /// The window in source pixels, and the scale it is seen at.
+    pub window: Tile,
     /// Top-left corner on the sheet.
     pub at: (u32, u32),
+    /// Size on the sheet: the window's size times its scale.
+    pub size: (u32, u32),
 }
 
 /// One sheet and the windows on it.
@@ -34,16 +35,31 @@ impl Sheet {
     pub fn to_image(&self, b: &BoxF) -> Option<BoxF> {
         let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
         self.placements.iter().find_map(|p| {
-            let (x, y, w, h) = p.window;
             let (ax, ay) = (p.at.0 as f32, p.at.1 as f32);
-            let inside = cx >= ax && cx < ax + w as f32 && cy >= ay && cy < ay + h as f32;
-            inside.then(|| b.unscale((1.0, 1.0), (x as f32 - ax, y as f32 - ay)))
+            let (w, h) = (p.size.0 as f32, p.size.1 as f32);
+            let inside = cx >= ax && cx < ax + w && cy >= ay && cy < ay + h;
+            let scale = (w / p.window.width as f32, h / p.window.height as f32);
+            let offset = (
+                p.window.x as f32 - ax / scale.0,
+                p.window.y as f32 - ay / scale.1,
+            );
+            inside.then(|| b.unscale(scale, offset))
         })
     }
 }
 
 /// Grey between windows: carries no edge a detector could take for part of an object.
 const GUTTER_GREY: Rgb<u8> = Rgb([114, 114, 114]);
+
+/// Windows start at multiples of this many model pixels. A model's output grid (a stride of 4
+/// to 32 pixels) then falls on a window taken at a whole-number scale as it fell on the same
+/// pixels in the detection pass, whose tiles start at whole source pixels; a face's score
+/// depends on where the grid falls on it.
+const ALIGN: u32 = 8;
+
+fn aligned(v: u32) -> u32 {
+    v.div_ceil(ALIGN) * ALIGN
+}
 
 /// The shelves of one sheet being filled.
 struct Layout {
@@ -59,28 +75,33 @@ impl Layout {
         Self {
             placements: Vec::new(),
             shelves: Vec::new(),
-            next_y: gutter,
+            next_y: aligned(gutter),
         }
     }
 
     /// Places `window` on this sheet if there is room left: at the end of a shelf at least as
     /// tall, else on a new shelf below the others.
-    fn place(&mut self, window: Rect, side: u32, gutter: u32) -> bool {
-        let (_, _, w, h) = window;
+    fn place(&mut self, window: Tile, side: u32, gutter: u32) -> bool {
+        let (w, h) = window.model_size();
         let free = |&(_, height, x): &(u32, u32, u32)| x + w + gutter <= side && h <= height;
         let at = if let Some(shelf) = self.shelves.iter_mut().find(|s| free(s)) {
             let at = (shelf.2, shelf.0);
-            shelf.2 += w + gutter;
+            shelf.2 = aligned(shelf.2 + w + gutter);
             at
         } else if self.next_y + h + gutter <= side {
-            self.shelves.push((self.next_y, h, gutter + w + gutter));
-            let at = (gutter, self.next_y);
-            self.next_y += h + gutter;
+            let x = aligned(gutter);
+            self.shelves.push((self.next_y, h, aligned(x + w + gutter)));
+            let at = (x, self.next_y);
+            self.next_y = aligned(self.next_y + h + gutter);
             at
         } else {
             return false;
         };
-        self.placements.push(Placement { window, at });
+        self.placements.push(Placement {
+            window,
+            at,
+            size: (w, h),
+        });
         true
     }
 }
@@ -90,23 +111,24 @@ pub fn room(side: u32, gutter: u32) -> u32 {
     side.saturating_sub(2 * gutter)
 }
 
-/// Lays out `windows` (pixel rectangles of `img`) on sheets of at most `side` × `side` pixels,
-/// tallest first, in shelves, with `gutter` pixels around each window: each window goes to the
-/// first shelf of any sheet with room left (the end of a shelf is often wide enough for a
-/// shorter window that came later), else onto a new shelf, else onto a new sheet. Windows larger
-/// than a sheet are returned apart: the caller runs them on their own.
+/// Lays out `windows` (rectangles of an image, each with the scale it is to be seen at) on
+/// sheets of at most `side` × `side` model pixels, tallest first, in shelves, with `gutter`
+/// pixels around each window: each window goes to the first shelf of any sheet with room left
+/// (the end of a shelf is often wide enough for a shorter window that came later), else onto a
+/// new shelf, else onto a new sheet. `pixels` gives a window's pixels at its scale. Windows
+/// larger than a sheet are returned apart: the caller runs them on their own.
 pub fn lay_out(
-    img: &RgbImage,
-    windows: &[Rect],
+    windows: &[Tile],
     side: u32,
     gutter: u32,
-) -> (Vec<Sheet>, Vec<Rect>) {
+    mut pixels: impl FnMut(&Tile) -> RgbImage,
+) -> (Vec<Sheet>, Vec<Tile>) {
     let room = room(side, gutter);
     let (mut order, too_large): (Vec<usize>, Vec<usize>) = (0..windows.len()).partition(|&i| {
-        let (_, _, w, h) = windows[i];
+        let (w, h) = windows[i].model_size();
         w <= room && h <= room
     });
-    order.sort_by_key(|&i| std::cmp::Reverse(windows[i].3));
+    order.sort_by_key(|&i| std::cmp::Reverse(windows[i].model_size().1));
     let mut layouts: Vec<Layout> = Vec::new();
     for i in order {
         // `any` stops at the first sheet that takes the window.
@@ -127,19 +149,19 @@ pub fn lay_out(
         .map(|Layout { placements, .. }| {
             let width = placements
                 .iter()
-                .map(|p| p.at.0 + p.window.2 + gutter)
+                .map(|p| p.at.0 + p.size.0 + gutter)
                 .max()
                 .unwrap_or(side);
             let height = placements
                 .iter()
-                .map(|p| p.at.1 + p.window.3 + gutter)
+                .map(|p| p.at.1 + p.size.1 + gutter)
                 .max()
                 .unwrap_or(side);
             let mut image = RgbImage::from_pixel(width, height, GUTTER_GREY);
             for p in &placements {
-                let (x, y, w, h) = p.window;
-                let view = image::imageops::crop_imm(img, x, y, w, h);
-                image::imageops::replace(&mut image, &*view, p.at.0 as i64, p.at.1 as i64);
+                let view = pixels(&p.window);
+                debug_assert_eq!(view.dimensions(), p.size);
+                image::imageops::replace(&mut image, &view, p.at.0 as i64, p.at.1 as i64);
             }
             Sheet { image, placements }
         })
@@ -151,21 +173,45 @@ pub fn lay_out(
 mod tests {
     use super::*;
 
+    fn window(x: u32, y: u32, width: u32, height: u32, scale: f32) -> Tile {
+        Tile {
+            x,
+            y,
+            width,
+            height,
+            scale,
+        }
+    }
+
+    /// A window's pixels at its scale, resized by nearest neighbour.
+    fn pixels_of(img: &RgbImage) -> impl FnMut(&Tile) -> RgbImage + '_ {
+        |t| {
+            let (w, h) = t.model_size();
+            let crop = image::imageops::crop_imm(img, t.x, t.y, t.width, t.height).to_image();
+            image::imageops::resize(&crop, w, h, image::imageops::FilterType::Nearest)
+        }
+    }
+
     #[test]
     fn a_short_window_fills_the_end_of_an_earlier_shelf_and_windows_never_overlap() {
         let img = RgbImage::new(400, 300);
         // Two shelves of 40 px; the 20 × 10 window fits only at the end of the first one.
-        let windows = [(0, 0, 60, 40), (100, 0, 90, 40), (200, 0, 20, 10)];
-        let (sheets, too_large) = lay_out(&img, &windows, 100, 5);
+        let windows = [
+            window(0, 0, 60, 40, 1.0),
+            window(100, 0, 90, 40, 1.0),
+            window(200, 0, 20, 10, 1.0),
+        ];
+        let (sheets, too_large) = lay_out(&windows, 112, 5, pixels_of(&img));
         assert!(too_large.is_empty());
         assert_eq!(sheets.len(), 1, "one sheet holds all three");
         let placed = &sheets[0].placements;
         assert_eq!(placed.len(), 3);
         for (i, a) in placed.iter().enumerate() {
-            let (ax, ay, aw, ah) = (a.at.0, a.at.1, a.window.2, a.window.3);
-            assert!(ax >= 5 && ay >= 5 && ax + aw + 5 <= 100 && ay + ah + 5 <= 100);
+            let ((ax, ay), (aw, ah)) = (a.at, a.size);
+            assert!(ax >= 5 && ay >= 5 && ax + aw + 5 <= 112 && ay + ah + 5 <= 112);
+            assert!(ax % ALIGN == 0 && ay % ALIGN == 0, "{a:?} is not aligned");
             for b in &placed[i + 1..] {
-                let (bx, by, bw, bh) = (b.at.0, b.at.1, b.window.2, b.window.3);
+                let ((bx, by), (bw, bh)) = (b.at, b.size);
                 let apart = ax + aw + 5 <= bx
                     || bx + bw + 5 <= ax
                     || ay + ah + 5 <= by
@@ -178,8 +224,12 @@ mod tests {
     #[test]
     fn windows_are_copied_apart_and_boxes_map_back_to_the_image() {
         let img = RgbImage::from_fn(400, 300, |x, y| Rgb([x as u8, y as u8, 9]));
-        let windows = [(10, 20, 50, 30), (300, 200, 40, 60), (100, 100, 390, 10)];
-        let (sheets, too_large) = lay_out(&img, &windows, 128, 8);
+        let windows = [
+            window(10, 20, 50, 30, 1.0),
+            window(300, 200, 40, 60, 1.0),
+            window(100, 100, 390, 10, 1.0),
+        ];
+        let (sheets, too_large) = lay_out(&windows, 128, 8, pixels_of(&img));
         assert_eq!(sheets.len(), 1, "both small windows fit one sheet");
         assert_eq!(too_large, [windows[2]]);
         let sheet = &sheets[0];
@@ -189,7 +239,13 @@ mod tests {
             "the window wider than a sheet is left out"
         );
         for p in &sheet.placements {
-            let (x, y, w, h) = p.window;
+            let Tile {
+                x,
+                y,
+                width: w,
+                height: h,
+                ..
+            } = p.window;
             assert_eq!(
                 sheet.image.get_pixel(p.at.0, p.at.1),
                 img.get_pixel(x, y),
@@ -229,27 +285,62 @@ mod tests {
             BoxF::new(
                 p.at.0 as f32 - 8.0,
                 p.at.1 as f32 - 8.0,
-                (p.at.0 + p.window.2) as f32,
-                (p.at.1 + p.window.3) as f32,
+                (p.at.0 + p.size.0) as f32,
+                (p.at.1 + p.size.1) as f32,
             )
         };
         assert!(rect(a).intersection(&rect(b)).is_none());
     }
 
     #[test]
+    fn windows_of_different_scales_share_a_sheet_at_their_own_scale() {
+        let img = RgbImage::from_fn(400, 300, |x, y| Rgb([x as u8, y as u8, 7]));
+        let windows = [window(10, 20, 30, 20, 4.0), window(200, 100, 60, 40, 0.5)];
+        let (sheets, too_large) = lay_out(&windows, 256, 10, pixels_of(&img));
+        assert!(too_large.is_empty());
+        assert_eq!(sheets.len(), 1, "one sheet for both scales");
+        let sheet = &sheets[0];
+        for p in &sheet.placements {
+            let t = p.window;
+            assert_eq!(
+                p.size,
+                (
+                    (t.width as f32 * t.scale) as u32,
+                    (t.height as f32 * t.scale) as u32
+                )
+            );
+            // The window's last model pixel shows its last source pixel.
+            assert_eq!(
+                sheet
+                    .image
+                    .get_pixel(p.at.0 + p.size.0 - 1, p.at.1 + p.size.1 - 1),
+                img.get_pixel(t.x + t.width - 1, t.y + t.height - 1)
+            );
+            // A box covering the window on the sheet covers it in the image.
+            let on_sheet = BoxF::new(
+                p.at.0 as f32,
+                p.at.1 as f32,
+                (p.at.0 + p.size.0) as f32,
+                (p.at.1 + p.size.1) as f32,
+            );
+            assert_eq!(sheet.to_image(&on_sheet), Some(t.bbox()));
+        }
+    }
+
+    #[test]
     fn many_windows_fill_several_sheets_without_losing_any() {
         let img = RgbImage::new(1000, 1000);
         let windows: Vec<_> = (0..200)
-            .map(|i| ((i * 4) % 900, (i * 7) % 900, 30 + i % 20, 20 + i % 15))
+            .map(|i| window((i * 4) % 900, (i * 7) % 900, 30 + i % 20, 20 + i % 15, 1.0))
             .collect();
-        let (sheets, too_large) = lay_out(&img, &windows, 256, 6);
+        let (sheets, too_large) = lay_out(&windows, 256, 6, pixels_of(&img));
         assert!(too_large.is_empty());
         let placed: usize = sheets.iter().map(|s| s.placements.len()).sum();
         assert_eq!(placed, windows.len());
         for s in &sheets {
             assert!(s.image.width() <= 256 && s.image.height() <= 256);
             for p in &s.placements {
-                assert!(p.at.0 + p.window.2 + 6 <= 256 && p.at.1 + p.window.3 + 6 <= 256);
+                assert!(p.at.0 + p.size.0 + 6 <= 256 && p.at.1 + p.size.1 + 6 <= 256);
             }
         }
         assert!(

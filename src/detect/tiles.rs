@@ -40,6 +40,14 @@ pub struct TilingConfig {
     pub max_scale: f32,
 }
 
+/// `w × h` times `s`, rounded, at least one pixel each way.
+pub fn scaled(w: u32, h: u32, s: f32) -> (u32, u32) {
+    (
+        ((w as f32 * s).round() as u32).max(1),
+        ((h as f32 * s).round() as u32).max(1),
+    )
+}
+
 /// Tiling for models that accept any input size (YuNet, CenterFace): tiles of 1536 px sharing
 /// 160, and a whole pass at 960 px. `min_object` is each family's own (models/README.md).
 pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
@@ -51,6 +59,11 @@ pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
 };
 
 impl Tile {
+    /// The tile's size in model pixels (before a fixed-canvas model shrinks it to fit).
+    pub fn model_size(&self) -> (u32, u32) {
+        scaled(self.width, self.height, self.scale)
+    }
+
     pub fn bbox(&self) -> crate::geometry::BoxF {
         crate::geometry::BoxF::new(
             self.x as f32,
