@@ -316,26 +316,34 @@ impl Detector {
         let visible = |window: &BoxF, scale: f32| {
             class.size(window) * scale >= tiling.min_object / 2.0 || scale == finest
         };
+        // The windows each tile checks, found in one walk over windows and passes.
         let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
-        let all_windows: Vec<BoxF> = regions.iter().map(|r| r.grow(0.25)).collect();
-        let home = |w: &BoxF, scale: f32| {
-            let inside = w.intersection(&image_box)?;
-            plan.iter()
-                .position(|t| t.scale == scale && t.bbox().contains(&inside))
-        };
+        let mut scales: Vec<f32> = plan.iter().map(|t| t.scale).collect();
+        scales.dedup();
+        let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.len()];
+        for window in regions.iter().map(|r| r.grow(0.25)) {
+            let Some(inside) = window.intersection(&image_box) else {
+                continue;
+            };
+            for &scale in scales.iter().filter(|&&s| visible(&window, s)) {
+                let pass = || plan.iter().enumerate().filter(|(_, t)| t.scale == scale);
+                match pass().find(|(_, t)| t.bbox().contains(&inside)) {
+                    Some((home, _)) => per_tile[home].push(inside),
+                    None => {
+                        for (index, tile) in pass() {
+                            per_tile[index].extend(window.intersection(&tile.bbox()));
+                        }
+                    }
+                }
+            }
+        }
         // A sheet's side and the gutter between its windows, in model pixels.
         let (side, gutter) = (tiling.tile_size, tiling.min_object.ceil() as u32);
         let room = sheets::room(side, gutter) as f32;
         let mut whole = Vec::new();
         let mut windows_at_scale: Vec<Tile> = Vec::new();
-        for (index, tile) in plan.iter().enumerate() {
+        for (tile, mut windows) in plan.iter().zip(per_tile) {
             let tile_box = tile.bbox();
-            let mut windows: Vec<BoxF> = all_windows
-                .iter()
-                .filter(|w| visible(w, tile.scale))
-                .filter(|w| home(w, tile.scale).is_none_or(|h| h == index))
-                .filter_map(|w| w.intersection(&tile_box))
-                .collect();
             // Overlapping windows are merged only while the union still fits on a sheet: a
             // window too large for one costs a run of its own, while two overlapping windows
             // side by side on a sheet only repeat a few pixels. (2 px for rounding to pixels.)
