@@ -76,6 +76,25 @@ fn first_overlap(boxes: &[BoxF], fits: impl Fn(&BoxF) -> bool) -> Option<(usize,
         })
 }
 
+/// Whether the re-check looks at a redacted `region` in the pass at `scale`: where the pass
+/// shows the region's window (the region grown by a quarter on every side) at least at half the
+/// model's smallest object, or is the finest pass (a blurred face can still be scored as a face
+/// on an upscale meant for smaller ones), and where the pass's tiles hold the region whole.
+/// Where they do not, detection could not have seen the object whole there either, and the
+/// blurred inside of so large a region shows that pass only smooth shading.
+fn rechecked_at(
+    class: Class,
+    tiling: &TilingConfig,
+    finest: f32,
+    region: &BoxF,
+    scale: f32,
+) -> bool {
+    let window = region.grow(0.25);
+    let shown = class.size(&window) * scale >= tiling.min_object / 2.0 || scale == finest;
+    let held = region.width().max(region.height()) * scale <= tiling.tile_size as f32;
+    shown && held
+}
+
 /// A scored box before it is attributed to a class and model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -294,10 +313,8 @@ impl Detector {
     }
 
     /// Looks again, at `thresholds`, only around `regions` (each grown by a quarter of its size
-    /// on every side into a window), at every pass of the tile plan that shows the window at
-    /// least at half the model's smallest object: a cheap check of redacted regions. (Finer
-    /// passes than the one that found an object are not skipped: a blurred face can still be
-    /// scored as a face on an upscale meant for smaller ones.)
+    /// on every side into a window), in the passes of the tile plan that [`rechecked_at`] picks
+    /// for each: a cheap check of redacted regions.
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
@@ -313,19 +330,20 @@ impl Detector {
         let finest = plan.first().map_or(1.0, |t| t.scale);
         let tiling = self.settings.tiling;
         let class = self.class;
-        let visible = |window: &BoxF, scale: f32| {
-            class.size(window) * scale >= tiling.min_object / 2.0 || scale == finest
-        };
         // The windows each tile checks, found in one walk over windows and passes.
         let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
         let mut scales: Vec<f32> = plan.iter().map(|t| t.scale).collect();
         scales.dedup();
         let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.len()];
-        for window in regions.iter().map(|r| r.grow(0.25)) {
+        for region in regions {
+            let window = region.grow(0.25);
             let Some(inside) = window.intersection(&image_box) else {
                 continue;
             };
-            for &scale in scales.iter().filter(|&&s| visible(&window, s)) {
+            for &scale in scales
+                .iter()
+                .filter(|&&s| rechecked_at(class, &tiling, finest, region, s))
+            {
                 let pass = || plan.iter().enumerate().filter(|(_, t)| t.scale == scale);
                 match pass().find(|(_, t)| t.bbox().contains(&inside)) {
                     Some((home, _)) => per_tile[home].push(inside),
@@ -545,6 +563,30 @@ mod tests {
         // 0 ∪ 1 is 110 px wide: too wide; 1 ∪ 2 (80 px) fits
         assert_eq!(first_overlap(&boxes, |u| u.width() <= 100.0), Some((1, 2)));
         assert_eq!(first_overlap(&boxes, |u| u.width() <= 50.0), None);
+    }
+
+    #[test]
+    fn the_recheck_skips_coarse_passes_for_small_regions_and_fine_ones_for_regions_no_tile_holds() {
+        let tiling = TilingConfig {
+            tile_size: 1536,
+            min_object: 40.0,
+            ..tiles::ANY_SIZE_TILING
+        };
+        let face = |side: f32| BoxF::new(100.0, 100.0, 100.0 + side, 100.0 + side);
+        let at =
+            |side: f32, scale: f32| rechecked_at(Class::Face, &tiling, 4.0, &face(side), scale);
+        // an 18 px region at 4×: the finest pass, always looked at
+        assert!(at(18.0, 4.0));
+        // … at 1× its window is 27 px, above half of 40
+        assert!(at(18.0, 1.0));
+        // … at 0.5× 13.5 px: too small to be seen
+        assert!(!at(18.0, 0.5));
+        // a 270 px region (a 150 px face) is still held by a 4× tile of 1536
+        assert!(at(270.0, 4.0));
+        // a 1100 px region is not, at 4× or 2×, but is at 1×
+        assert!(!at(1100.0, 4.0));
+        assert!(!at(1100.0, 2.0));
+        assert!(at(1100.0, 1.0));
     }
 
     #[test]
