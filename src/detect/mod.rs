@@ -76,22 +76,28 @@ fn first_overlap(boxes: &[BoxF], fits: impl Fn(&BoxF) -> bool) -> Option<(usize,
         })
 }
 
-/// Whether the re-check looks at a redacted `region` in the pass at `scale`: where the pass
-/// shows the region's window (the region grown by a quarter on every side) at least at half the
-/// model's smallest object, or is the finest pass (a blurred face can still be scored as a face
-/// on an upscale meant for smaller ones), and where the pass's tiles hold the region whole.
-/// Where they do not, detection could not have seen the object whole there either, and the
-/// blurred inside of so large a region shows that pass only smooth shading.
+/// Whether the re-check looks at a redacted `region` in the pass that `pass` is a tile of: where
+/// the pass shows the region's window (the region grown by a quarter on every side) at least at
+/// half the model's smallest object, or is the finest pass (a blurred face can still be scored
+/// as a face on an upscale meant for smaller ones), and where the pass's tiles can hold the
+/// region, as far as it lies in `image`, whole. Where they cannot, detection could not have seen
+/// the object whole there either, and the blurred inside of so large a region shows that pass
+/// only smooth shading. A pass whose one tile is the whole image holds every region.
 fn rechecked_at(
     class: Class,
     tiling: &TilingConfig,
     finest: f32,
     region: &BoxF,
-    scale: f32,
+    image: &BoxF,
+    pass: &Tile,
 ) -> bool {
+    let scale = pass.scale;
     let window = region.grow(0.25);
     let shown = class.size(&window) * scale >= tiling.min_object / 2.0 || scale == finest;
-    let held = region.width().max(region.height()) * scale <= tiling.tile_size as f32;
+    let held = pass.bbox().contains(image)
+        || region
+            .intersection(image)
+            .is_some_and(|r| r.width().max(r.height()) * scale <= tiling.tile_size as f32);
     shown && held
 }
 
@@ -332,17 +338,18 @@ impl Detector {
         let class = self.class;
         // The windows each tile checks, found in one walk over windows and passes.
         let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
-        let mut scales: Vec<f32> = plan.iter().map(|t| t.scale).collect();
-        scales.dedup();
+        let mut passes: Vec<&Tile> = plan.iter().collect();
+        passes.dedup_by_key(|t| t.scale);
         let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.len()];
         for region in regions {
             let window = region.grow(0.25);
             let Some(inside) = window.intersection(&image_box) else {
                 continue;
             };
-            for &scale in scales
+            for scale in passes
                 .iter()
-                .filter(|&&s| rechecked_at(class, &tiling, finest, region, s))
+                .filter(|p| rechecked_at(class, &tiling, finest, region, &image_box, p))
+                .map(|p| p.scale)
             {
                 let pass = || plan.iter().enumerate().filter(|(_, t)| t.scale == scale);
                 match pass().find(|(_, t)| t.bbox().contains(&inside)) {
@@ -572,9 +579,18 @@ mod tests {
             min_object: 40.0,
             ..tiles::ANY_SIZE_TILING
         };
+        let image = BoxF::new(0.0, 0.0, 4000.0, 3000.0);
         let face = |side: f32| BoxF::new(100.0, 100.0, 100.0 + side, 100.0 + side);
-        let at =
-            |side: f32, scale: f32| rechecked_at(Class::Face, &tiling, 4.0, &face(side), scale);
+        let tile = |scale: f32| Tile {
+            x: 0,
+            y: 0,
+            width: (1536.0 / scale) as u32,
+            height: (1536.0 / scale) as u32,
+            scale,
+        };
+        let at = |side: f32, scale: f32| {
+            rechecked_at(Class::Face, &tiling, 4.0, &face(side), &image, &tile(scale))
+        };
         // an 18 px region at 4×: the finest pass, always looked at
         assert!(at(18.0, 4.0));
         // … at 1× its window is 27 px, above half of 40
@@ -587,6 +603,31 @@ mod tests {
         assert!(!at(1100.0, 4.0));
         assert!(!at(1100.0, 2.0));
         assert!(at(1100.0, 1.0));
+        // a region larger than any tile is held by the pass over the whole image
+        let whole = Tile {
+            x: 0,
+            y: 0,
+            width: 4000,
+            height: 3000,
+            scale: 0.24,
+        };
+        let frame_filling = BoxF::new(-500.0, -500.0, 4500.0, 3500.0);
+        assert!(rechecked_at(
+            Class::Face,
+            &tiling,
+            4.0,
+            &frame_filling,
+            &image,
+            &whole
+        ));
+        assert!(!rechecked_at(
+            Class::Face,
+            &tiling,
+            4.0,
+            &frame_filling,
+            &image,
+            &tile(1.0)
+        ));
     }
 
     #[test]
