@@ -20,8 +20,13 @@ pub struct Placement {
     pub window: Tile,
     /// Top-left corner on the sheet.
     pub at: (u32, u32),
+}
+
+impl Placement {
     /// Size on the sheet: the window's size times its scale.
-    pub size: (u32, u32),
+    pub fn size(&self) -> (u32, u32) {
+        self.window.model_size()
+    }
 }
 
 /// One sheet and the windows on it.
@@ -36,14 +41,17 @@ impl Sheet {
         let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
         self.placements.iter().find_map(|p| {
             let (ax, ay) = (p.at.0 as f32, p.at.1 as f32);
-            let (w, h) = (p.size.0 as f32, p.size.1 as f32);
+            let (w, h) = p.size();
+            let (w, h) = (w as f32, h as f32);
             let inside = cx >= ax && cx < ax + w && cy >= ay && cy < ay + h;
-            let scale = (w / p.window.width as f32, h / p.window.height as f32);
-            let offset = (
-                p.window.x as f32 - ax / scale.0,
-                p.window.y as f32 - ay / scale.1,
-            );
-            inside.then(|| b.unscale(scale, offset))
+            inside.then(|| {
+                let scale = (w / p.window.width as f32, h / p.window.height as f32);
+                let offset = (
+                    p.window.x as f32 - ax / scale.0,
+                    p.window.y as f32 - ay / scale.1,
+                );
+                b.unscale(scale, offset)
+            })
         })
     }
 }
@@ -97,11 +105,7 @@ impl Layout {
         } else {
             return false;
         };
-        self.placements.push(Placement {
-            window,
-            at,
-            size: (w, h),
-        });
+        self.placements.push(Placement { window, at });
         true
     }
 }
@@ -149,18 +153,18 @@ pub fn lay_out(
         .map(|Layout { placements, .. }| {
             let width = placements
                 .iter()
-                .map(|p| p.at.0 + p.size.0 + gutter)
+                .map(|p| p.at.0 + p.size().0 + gutter)
                 .max()
                 .unwrap_or(side);
             let height = placements
                 .iter()
-                .map(|p| p.at.1 + p.size.1 + gutter)
+                .map(|p| p.at.1 + p.size().1 + gutter)
                 .max()
                 .unwrap_or(side);
             let mut image = RgbImage::from_pixel(width, height, GUTTER_GREY);
             for p in &placements {
                 let view = pixels(&p.window);
-                debug_assert_eq!(view.dimensions(), p.size);
+                debug_assert_eq!(view.dimensions(), p.size());
                 image::imageops::replace(&mut image, &view, p.at.0 as i64, p.at.1 as i64);
             }
             Sheet { image, placements }
@@ -207,11 +211,11 @@ mod tests {
         let placed = &sheets[0].placements;
         assert_eq!(placed.len(), 3);
         for (i, a) in placed.iter().enumerate() {
-            let ((ax, ay), (aw, ah)) = (a.at, a.size);
+            let ((ax, ay), (aw, ah)) = (a.at, a.size());
             assert!(ax >= 5 && ay >= 5 && ax + aw + 5 <= 112 && ay + ah + 5 <= 112);
             assert!(ax % ALIGN == 0 && ay % ALIGN == 0, "{a:?} is not aligned");
             for b in &placed[i + 1..] {
-                let ((bx, by), (bw, bh)) = (b.at, b.size);
+                let ((bx, by), (bw, bh)) = (b.at, b.size());
                 let apart = ax + aw + 5 <= bx
                     || bx + bw + 5 <= ax
                     || ay + ah + 5 <= by
@@ -285,8 +289,8 @@ mod tests {
             BoxF::new(
                 p.at.0 as f32 - 8.0,
                 p.at.1 as f32 - 8.0,
-                (p.at.0 + p.size.0) as f32,
-                (p.at.1 + p.size.1) as f32,
+                (p.at.0 + p.size().0) as f32,
+                (p.at.1 + p.size().1) as f32,
             )
         };
         assert!(rect(a).intersection(&rect(b)).is_none());
@@ -303,7 +307,7 @@ mod tests {
         for p in &sheet.placements {
             let t = p.window;
             assert_eq!(
-                p.size,
+                p.size(),
                 (
                     (t.width as f32 * t.scale) as u32,
                     (t.height as f32 * t.scale) as u32
@@ -313,15 +317,15 @@ mod tests {
             assert_eq!(
                 sheet
                     .image
-                    .get_pixel(p.at.0 + p.size.0 - 1, p.at.1 + p.size.1 - 1),
+                    .get_pixel(p.at.0 + p.size().0 - 1, p.at.1 + p.size().1 - 1),
                 img.get_pixel(t.x + t.width - 1, t.y + t.height - 1)
             );
             // A box covering the window on the sheet covers it in the image.
             let on_sheet = BoxF::new(
                 p.at.0 as f32,
                 p.at.1 as f32,
-                (p.at.0 + p.size.0) as f32,
-                (p.at.1 + p.size.1) as f32,
+                (p.at.0 + p.size().0) as f32,
+                (p.at.1 + p.size().1) as f32,
             );
             assert_eq!(sheet.to_image(&on_sheet), Some(t.bbox()));
         }
@@ -340,7 +344,7 @@ mod tests {
         for s in &sheets {
             assert!(s.image.width() <= 256 && s.image.height() <= 256);
             for p in &s.placements {
-                assert!(p.at.0 + p.size.0 + 6 <= 256 && p.at.1 + p.size.1 + 6 <= 256);
+                assert!(p.at.0 + p.size().0 + 6 <= 256 && p.at.1 + p.size().1 + 6 <= 256);
             }
         }
         assert!(
