@@ -9,7 +9,8 @@ use std::time::Instant;
 use fast_image_resize::Resizer;
 
 use crate::codec::{self, EncodeError, InputError, Limits};
-use crate::detect::{DetectError, Detection, Detector, DetectorSettings};
+use crate::detect::{Class, DetectError, Detection, Detector, DetectorSettings};
+use crate::geometry::BoxF;
 use crate::manifest::{VerifiedModel, sha256_hex};
 use crate::redact::{RedactionConfig, Redactor};
 use crate::rendition::Rendition;
@@ -18,6 +19,22 @@ use crate::runtime::{Runtime, RuntimeError};
 
 /// Fraction of each detector's threshold used when checking redacted images again.
 const VERIFY_MARGIN: f32 = 0.5;
+
+/// How much larger than a redacted region a find of the re-check may be (measured as
+/// [`Class::size`]) and still count as what remains of it, or of a neighbour it half hides.
+const RESIDUE_MAX_GROWTH: f32 = 2.0;
+
+/// Whether a find of the re-check is a residue of one of the redacted `regions`: it overlaps
+/// the region and is at most [`RESIDUE_MAX_GROWTH`] times its size. The re-check lowers the
+/// threshold only to ask whether a redacted object can still be seen; at half the threshold a
+/// tile run whole for a crowd of regions also scores large stretches of background, and a box
+/// many times a region's size is not that region seen again (the full-threshold detection
+/// already looked for large objects).
+fn is_residue(class: Class, find: &BoxF, regions: &[BoxF]) -> bool {
+    regions.iter().any(|r| {
+        find.intersection(r).is_some() && class.size(find) <= RESIDUE_MAX_GROWTH * class.size(r)
+    })
+}
 
 /// Why one image produced no output. Nothing is ever returned alongside an error.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +169,7 @@ impl Pipeline {
     fn detect_within(
         &mut self,
         img: &image::RgbImage,
-        frame: Option<&crate::geometry::BoxF>,
+        frame: Option<&BoxF>,
     ) -> Result<Vec<Detection>, DetectError> {
         let mut detections = Vec::new();
         for detector in &mut self.detectors {
@@ -170,7 +187,7 @@ impl Pipeline {
     fn detect_views(&mut self, picture: &codec::Picture) -> Result<Vec<Detection>, DetectError> {
         let margin = self.edge_margin();
         let (w, h) = picture.rgb.dimensions();
-        let frame = crate::geometry::BoxF::new(0.0, 0.0, w as f32, h as f32);
+        let frame = BoxF::new(0.0, 0.0, w as f32, h as f32);
         let shift = margin as f32;
         let in_padded = frame.unscale((1.0, 1.0), (shift, shift));
         let mut detections = Vec::new();
@@ -364,7 +381,7 @@ impl Pipeline {
             residue.extend(
                 found
                     .into_iter()
-                    .filter(|f| regions.iter().any(|r| f.bbox.iou(r) > 0.0)),
+                    .filter(|f| is_residue(class, &f.bbox, &regions)),
             );
         }
         Ok(residue)
@@ -385,4 +402,43 @@ fn rescaled(detections: &[Detection], k: (f32, f32)) -> Vec<Detection> {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_residue_overlaps_a_redacted_region_and_is_not_many_times_its_size() {
+        let regions = [BoxF::new(100.0, 100.0, 130.0, 140.0)]; // 40 px high
+        let residue = |b: BoxF| is_residue(Class::Face, &b, &regions);
+        assert!(
+            residue(BoxF::new(105.0, 105.0, 125.0, 135.0)),
+            "the blurred face again"
+        );
+        assert!(
+            residue(BoxF::new(90.0, 80.0, 150.0, 160.0)),
+            "the whole face around a part-found one (twice the region's height)"
+        );
+        assert!(
+            !residue(BoxF::new(200.0, 100.0, 230.0, 140.0)),
+            "beside the region, not on it"
+        );
+        assert!(
+            !residue(BoxF::new(0.0, 0.0, 400.0, 500.0)),
+            "a box of background many times the region's size"
+        );
+        // Plates are measured by width: a find as wide as the region is a residue however tall.
+        let plate = [BoxF::new(0.0, 0.0, 60.0, 20.0)];
+        assert!(is_residue(
+            Class::Plate,
+            &BoxF::new(0.0, 0.0, 60.0, 50.0),
+            &plate
+        ));
+        assert!(!is_residue(
+            Class::Plate,
+            &BoxF::new(0.0, 0.0, 130.0, 20.0),
+            &plate
+        ));
+    }
 }
