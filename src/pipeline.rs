@@ -271,11 +271,16 @@ impl Pipeline {
             plan: self
                 .detectors
                 .iter()
-                .map(|d| ModelPlan {
-                    model: d.name.clone(),
-                    passes: crate::detect::tiles::passes(
-                        &d.plan(picture.rgb.width(), picture.rgb.height()),
-                    ),
+                .map(|d| {
+                    let (w, h) = picture.rgb.dimensions();
+                    let plan = d.plan(w, h);
+                    let finest = plan.first().map_or(1.0, |t| t.scale);
+                    let edges = d.edge_plan(w, h, finest).1;
+                    ModelPlan {
+                        model: d.name.clone(),
+                        passes: crate::detect::tiles::passes(&plan),
+                        edges: crate::detect::tiles::passes(&edges).first().copied(),
+                    }
                 })
                 .collect(),
             models: self.models.clone(),

@@ -21,6 +21,10 @@ pub struct ModelInfo {
 pub struct ModelPlan {
     pub model: String,
     pub passes: Vec<Pass>,
+    /// The second look at the picture's top and bottom edges (see `detect::edges`), where the
+    /// model makes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edges: Option<Pass>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
