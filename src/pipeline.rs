@@ -9,6 +9,7 @@ use std::time::Instant;
 use fast_image_resize::Resizer;
 
 use crate::codec::{self, EncodeError, InputError, Limits};
+use crate::detect::tiles::Tile;
 use crate::detect::{Class, DetectError, Detection, Detector, DetectorSettings};
 use crate::geometry::BoxF;
 use crate::manifest::{VerifiedModel, sha256_hex};
@@ -275,11 +276,18 @@ impl Pipeline {
                     let (w, h) = picture.rgb.dimensions();
                     let plan = d.plan(w, h);
                     let finest = plan.first().map_or(1.0, |t| t.scale);
-                    let edges = d.edge_plan(w, h, finest).1;
+                    let edges: Vec<Tile> = d
+                        .edge_plan((w, h), (w, h), finest)
+                        .into_iter()
+                        .flat_map(|(_, _, tiles)| tiles)
+                        .collect();
                     ModelPlan {
                         model: d.name.clone(),
                         passes: crate::detect::tiles::passes(&plan),
-                        edges: crate::detect::tiles::passes(&edges).first().copied(),
+                        edges: edges.first().map(|t| crate::detect::tiles::Pass {
+                            scale: t.scale,
+                            tiles: edges.len() as u32,
+                        }),
                     }
                 })
                 .collect(),

@@ -1,18 +1,18 @@
-//! The top and bottom edges of a picture, looked at again with neutral grey beyond the edge.
+//! The edges of a picture, looked at again with neutral grey beyond them.
 //!
 //! Detection sees a picture extended by its own mirror image, so that an object cut by the frame
-//! shows whole (half real, half reflected). An object that lies whole inside the frame but close
-//! to its top or bottom edge then has an upside-down twin just beyond the edge, head to head with
-//! it, and the detector takes the pair for something else: on the small-object set, 10 px faces
-//! 3 and 16 px below the top edge were missed this way. Grey beyond the edge shows such an
-//! object alone, but hides most of those the edge cuts, which the mirror completes (README,
-//! "Tried and not taken"); so the bands along those two edges are looked at a second time, with
-//! grey beyond the edge, in addition to the mirrored look. Left and right need no second look:
-//! there the twin stands upright beside the object, as faces and plates do in a street. Plates
-//! are not looked at again ([`super::Class::hidden_by_its_mirror`]).
+//! shows whole (half real, half reflected). An object close to an edge then has a mirrored twin
+//! just beyond it, and the detector can take the pair for something else: on the small-object
+//! set, 10 px faces 3 and 16 px below the top edge were missed (the twin upside down, head to
+//! head), and a 16 px face cut by the left edge was found as a box shifted half a face down
+//! (the twin beside it). Grey beyond the edge shows such an object alone, but hides most of
+//! those the edge cuts, which the mirror completes (README, "Tried and not taken"); so the bands
+//! along the edges are looked at a second time, with grey beyond the edge, in addition to the
+//! mirrored look. Plates are not looked at again ([`super::Class::hidden_by_its_mirror`]).
 //!
-//! Both bands go into one strip, each with its edge towards the middle: the bottom band, grey,
-//! the top band. A model then runs over one row of tiles for both.
+//! The bands of two opposite edges go into one strip, each with its edge towards the middle:
+//! bottom band, grey, top band (or right band, grey, left band). A model then runs over one row
+//! (or column) of tiles for both.
 
 use image::{Rgb, RgbImage};
 
@@ -21,59 +21,93 @@ use crate::geometry::BoxF;
 /// Grey beyond the edge: carries no edge a detector could take for part of an object.
 const GREY: Rgb<u8> = Rgb([114, 114, 114]);
 
-/// The height of each band: `height` rounded up, at most the picture's `rows` (a picture lower
-/// than a band is one band), at least one row.
-pub fn band(height: f32, rows: u32) -> u32 {
-    (height.ceil() as u32).min(rows).max(1)
+/// Which two opposite edges a strip holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pair {
+    TopAndBottom,
+    LeftAndRight,
 }
 
-/// A strip of the two edge bands of a picture, and where its rows come from.
+impl Pair {
+    pub const BOTH: [Pair; 2] = [Pair::TopAndBottom, Pair::LeftAndRight];
+
+    /// `(width, height)` with the axis across these edges first: rows for top and bottom.
+    fn across<T>(self, (w, h): (T, T)) -> (T, T) {
+        match self {
+            Pair::TopAndBottom => (h, w),
+            Pair::LeftAndRight => (w, h),
+        }
+    }
+
+    /// The size of the strip of bands `band` deep, in an image of `size`.
+    pub fn strip_size(self, size: (u32, u32), band: u32) -> (u32, u32) {
+        let (_, along) = self.across(size);
+        self.across((3 * band, along))
+    }
+}
+
+/// The depth of each band: `depth` rounded up, at most the picture's `extent` across the edges
+/// (a picture narrower than two bands has them overlap), at least one pixel.
+pub fn band(depth: f32, extent: u32) -> u32 {
+    (depth.ceil() as u32).min(extent).max(1)
+}
+
+/// A strip of the bands along two opposite edges of a picture, and where they come from.
 pub struct Strip {
     pub image: RgbImage,
-    /// Height of each band, and of the grey between them, in pixels.
+    pair: Pair,
+    /// Depth of each band, and of the grey between them, in pixels.
     band: u32,
-    /// Row of the extended image where the picture's bottom band starts, and where its top
-    /// band starts.
-    bottom_from: u32,
-    top_from: u32,
+    /// Row (or column) of the extended image where the bottom (right) band starts, and where
+    /// the top (left) band starts.
+    far_from: u32,
+    near_from: u32,
 }
 
 impl Strip {
-    /// The bands of `band` rows at the top and bottom of `frame` (the picture, within
-    /// `extended`), full width of `extended` (the mirrored sides kept, for objects in a corner),
-    /// with `band` rows of grey between them. A picture less than `band` rows high is one band.
-    pub fn new(extended: &RgbImage, frame: (u32, u32), band: u32) -> Self {
-        let (top, bottom) = frame;
-        let band = self::band(band as f32, bottom - top);
-        let width = extended.width();
-        let mut image = RgbImage::from_pixel(width, 3 * band, GREY);
-        let bottom_from = bottom - band;
-        let copy = |image: &mut RgbImage, from: u32, to: i64| {
-            let rows = image::imageops::crop_imm(extended, 0, from, width, band);
-            image::imageops::replace(image, &*rows, 0, to);
+    /// The bands of `band` pixels inside the picture's edges `frame` (first and last row, or
+    /// column, plus one, of the picture within `extended`), across the whole of `extended`
+    /// (the mirrored border kept along them, for objects in a corner), with `band` pixels of grey
+    /// between them.
+    pub fn new(extended: &RgbImage, pair: Pair, frame: (u32, u32), band: u32) -> Self {
+        let (near, far) = frame;
+        let band = self::band(band as f32, far - near);
+        let (width, height) = pair.strip_size(extended.dimensions(), band);
+        let mut image = RgbImage::from_pixel(width, height, GREY);
+        let far_from = far - band;
+        let mut copy = |from: u32, to: u32| {
+            let (x, y, w, h, at) = match pair {
+                Pair::TopAndBottom => (0, from, width, band, (0, to)),
+                Pair::LeftAndRight => (from, 0, band, height, (to, 0)),
+            };
+            let part = image::imageops::crop_imm(extended, x, y, w, h);
+            image::imageops::replace(&mut image, &*part, at.0 as i64, at.1 as i64);
         };
-        copy(&mut image, bottom_from, 0);
-        copy(&mut image, top, 2 * band as i64);
+        copy(far_from, 0);
+        copy(near, 2 * band);
         Self {
             image,
+            pair,
             band,
-            bottom_from,
-            top_from: top,
+            far_from,
+            near_from: near,
         }
     }
 
     /// Maps a box found on the strip back to the extended image, if its centre lies in a band.
     pub fn to_extended(&self, b: &BoxF) -> Option<BoxF> {
-        let cy = (b.y1 + b.y2) / 2.0;
+        let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
+        let (centre, _) = self.pair.across((cx, cy));
         let band = self.band as f32;
-        let offset = if cy < band {
-            self.bottom_from as f32
-        } else if cy >= 2.0 * band {
-            self.top_from as f32 - 2.0 * band
+        let shift = if centre < band {
+            self.far_from as f32
+        } else if centre >= 2.0 * band {
+            self.near_from as f32 - 2.0 * band
         } else {
             return None;
         };
-        Some(b.unscale((1.0, 1.0), (0.0, offset)))
+        let (dx, dy) = self.pair.across((shift, 0.0));
+        Some(b.unscale((1.0, 1.0), (dx, dy)))
     }
 }
 
@@ -85,7 +119,7 @@ mod tests {
     fn the_strip_holds_the_bottom_band_grey_and_the_top_band_and_maps_boxes_back() {
         // a 6 px border around a 20 × 40 picture, each row of the picture coloured by its index
         let extended = RgbImage::from_fn(32, 52, |_, y| Rgb([y as u8, 0, 0]));
-        let strip = Strip::new(&extended, (6, 46), 5);
+        let strip = Strip::new(&extended, Pair::TopAndBottom, (6, 46), 5);
         assert_eq!(strip.image.dimensions(), (32, 15));
         let row = |y: u32| strip.image.get_pixel(3, y).0;
         assert_eq!(row(0), [41, 0, 0], "the bottom band's first row");
@@ -106,9 +140,30 @@ mod tests {
     }
 
     #[test]
+    fn the_strip_of_the_sides_holds_the_right_band_grey_and_the_left_band() {
+        // columns coloured by their index; the picture spans columns 6..26
+        let extended = RgbImage::from_fn(32, 52, |x, _| Rgb([x as u8, 0, 0]));
+        let strip = Strip::new(&extended, Pair::LeftAndRight, (6, 26), 4);
+        assert_eq!(strip.image.dimensions(), (12, 52));
+        let column = |x: u32| strip.image.get_pixel(x, 30).0;
+        assert_eq!(column(0), [22, 0, 0]);
+        assert_eq!(column(3), [25, 0, 0], "the picture's last column");
+        assert_eq!(column(5), GREY.0);
+        assert_eq!(column(8), [6, 0, 0], "the picture's first column");
+        assert_eq!(
+            strip.to_extended(&BoxF::new(8.0, 20.0, 11.0, 30.0)),
+            Some(BoxF::new(6.0, 20.0, 9.0, 30.0))
+        );
+        assert_eq!(
+            strip.to_extended(&BoxF::new(0.0, 20.0, 3.0, 30.0)),
+            Some(BoxF::new(22.0, 20.0, 25.0, 30.0))
+        );
+    }
+
+    #[test]
     fn a_picture_lower_than_a_band_is_one_band() {
         let extended = RgbImage::from_fn(10, 10, |_, y| Rgb([y as u8, 0, 0]));
-        let strip = Strip::new(&extended, (2, 8), 20);
+        let strip = Strip::new(&extended, Pair::TopAndBottom, (2, 8), 20);
         assert_eq!(strip.image.dimensions(), (10, 18));
         assert_eq!(strip.image.get_pixel(0, 0).0, [2, 0, 0]);
         assert_eq!(strip.image.get_pixel(0, 12).0, [2, 0, 0]);

@@ -39,12 +39,12 @@ impl Class {
         }
     }
 
-    /// Whether an object of this class close to the top or bottom edge of a picture can be
-    /// hidden by its upside-down mirror image, so that the edges are looked at again with grey
-    /// beyond them ([`edges`]). A face head to head with an inverted face is no longer a face
-    /// to a detector. A plate and its reflection make a taller plate-like shape: on the
-    /// small-object set the second look found no plate more, for about a tenth more of
-    /// platedet's time.
+    /// Whether an object of this class close to an edge of a picture can be hidden by its mirror
+    /// image, so that the edges are looked at again with grey beyond them ([`edges`]). A face
+    /// head to head with an inverted face, or cheek to cheek with its reflection, is no longer
+    /// one face to a detector. A plate and its reflection make a larger plate-like shape: on
+    /// the small-object set a second look at the top and bottom edges found no plate more, for
+    /// about a tenth more of platedet's time.
     pub fn hidden_by_its_mirror(&self) -> bool {
         matches!(self, Class::Face)
     }
@@ -315,8 +315,8 @@ impl Detector {
     }
 
     /// Finds every object of this detector's class in `img`, in source pixels. `frame` is the
-    /// picture's frame where `img` extends it with a border (see `Thresholds`); its top and
-    /// bottom edges are then looked at a second time with grey beyond them, for classes
+    /// picture's frame where `img` extends it with a border (see `Thresholds`); its edges are
+    /// then looked at a second time with grey beyond them, for classes
     /// [`Class::hidden_by_its_mirror`] ([`edges`]).
     pub fn detect(
         &mut self,
@@ -334,47 +334,68 @@ impl Detector {
         Ok(self.finish(img, all))
     }
 
-    /// The tiles of the strip of edge bands ([`edges`]) of an image `width` wide whose picture
-    /// is `rows` high, for classes [`Class::hidden_by_its_mirror`], and the bands' height: as
-    /// high as the largest object the finest pass (at `scale`) is responsible for, the objects a
-    /// mirrored twin can hide. The strip is seen at its own finest pass.
-    pub fn edge_plan(&self, width: u32, rows: u32, scale: f32) -> (u32, Vec<Tile>) {
-        if !self.class.hidden_by_its_mirror() || rows == 0 {
-            return (0, Vec::new());
+    /// For each pair of opposite edges ([`edges`]), for classes [`Class::hidden_by_its_mirror`]:
+    /// the depth of their bands and the tiles of their strip, in an image of `size` extending a
+    /// picture of `picture` size. Bands are as deep as the largest object the finest pass (at
+    /// `scale`) is responsible for, the objects a mirrored twin can hide; the strip is seen at
+    /// its own finest pass.
+    pub fn edge_plan(
+        &self,
+        size: (u32, u32),
+        picture: (u32, u32),
+        scale: f32,
+    ) -> Vec<(edges::Pair, u32, Vec<Tile>)> {
+        if !self.class.hidden_by_its_mirror() || picture.0 == 0 || picture.1 == 0 {
+            return Vec::new();
         }
         let tiling = self.settings.tiling;
-        let band = edges::band(tiling.overlap as f32 / scale, rows);
-        let mut plan = tiling.plan(width, 3 * band, self.settings.smallest);
-        let finest = plan.first().map_or(scale, |t| t.scale);
-        plan.retain(|t| t.scale == finest);
-        (band, plan)
+        let depth = tiling.overlap as f32 / scale;
+        edges::Pair::BOTH
+            .into_iter()
+            .map(|pair| {
+                let band = match pair {
+                    edges::Pair::TopAndBottom => edges::band(depth, picture.1),
+                    edges::Pair::LeftAndRight => edges::band(depth, picture.0),
+                };
+                let (w, h) = pair.strip_size(size, band);
+                let mut plan = tiling.plan(w, h, self.settings.smallest);
+                let finest = plan.first().map_or(scale, |t| t.scale);
+                plan.retain(|t| t.scale == finest);
+                (pair, band, plan)
+            })
+            .collect()
     }
 
-    /// Candidates in the bands along the top and bottom edges of `frame` within `img`, seen
-    /// with grey beyond the edge ([`edges`]); `scale` is the finest pass over `img`.
+    /// Candidates in the bands along the edges of `frame` within `img`, seen with grey beyond
+    /// the edge ([`edges`]); `scale` is the finest pass over `img`.
     fn detect_at_edges(
         &mut self,
         img: &RgbImage,
         frame: &BoxF,
         scale: f32,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let rows = (
-            frame.y1.max(0.0) as u32,
-            (frame.y2 as u32).min(img.height()),
+        let clip = |from: f32, to: f32, len: u32| (from.max(0.0) as u32, (to as u32).min(len));
+        let rows = clip(frame.y1, frame.y2, img.height());
+        let columns = clip(frame.x1, frame.x2, img.width());
+        let picture = (
+            columns.1.saturating_sub(columns.0),
+            rows.1.saturating_sub(rows.0),
         );
-        let (band, plan) = self.edge_plan(img.width(), rows.1.saturating_sub(rows.0), scale);
-        if plan.is_empty() {
-            return Ok(Vec::new());
-        }
-        let strip = edges::Strip::new(img, rows, band);
         let mut found = Vec::new();
-        for tile in &plan {
-            let on_strip = self.run_tile(&strip.image, tile, self.settings.thresholds, None)?;
-            found.extend(on_strip.into_iter().filter_map(|c| {
-                strip
-                    .to_extended(&c.bbox)
-                    .map(|bbox| Candidate { bbox, ..c })
-            }));
+        for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
+            let across = match pair {
+                edges::Pair::TopAndBottom => rows,
+                edges::Pair::LeftAndRight => columns,
+            };
+            let strip = edges::Strip::new(img, pair, across, band);
+            for tile in &plan {
+                let on_strip = self.run_tile(&strip.image, tile, self.settings.thresholds, None)?;
+                found.extend(on_strip.into_iter().filter_map(|c| {
+                    strip
+                        .to_extended(&c.bbox)
+                        .map(|bbox| Candidate { bbox, ..c })
+                }));
+            }
         }
         Ok(found)
     }
