@@ -8,7 +8,8 @@
 //! (the twin beside it). Grey beyond the edge shows such an object alone, but hides most of
 //! those the edge cuts, which the mirror completes (README, "Tried and not taken"); so the bands
 //! along the edges are looked at a second time, with grey beyond the edge, in addition to the
-//! mirrored look. Plates are not looked at again ([`super::Class::hidden_by_its_mirror`]).
+//! mirrored look, where the finest pass upscales ([`super::Detector::edge_plan`]). Plates are
+//! not looked at again ([`super::Class::hidden_by_its_mirror`]).
 //!
 //! The bands of two opposite edges go into one strip, each with its edge towards the middle:
 //! bottom band, grey, top band (or right band, grey, left band). A model then runs over one row

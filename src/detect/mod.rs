@@ -334,18 +334,24 @@ impl Detector {
         Ok(self.finish(img, all))
     }
 
-    /// For each pair of opposite edges ([`edges`]), for classes [`Class::hidden_by_its_mirror`]:
-    /// the depth of their bands and the tiles of their strip, in an image of `size` extending a
-    /// picture of `picture` size. Bands are as deep as the largest object the finest pass (at
-    /// `scale`) is responsible for, the objects a mirrored twin can hide; the strip is seen at
-    /// its own finest pass.
+    /// For each pair of opposite edges ([`edges`]), for classes [`Class::hidden_by_its_mirror`]
+    /// and where the finest pass (at `scale`) upscales: the depth of their bands and the tiles
+    /// of their strip, in an image of `size` extending a picture of `picture` size. Bands are as
+    /// deep as the largest object the finest pass is responsible for, the objects a mirrored
+    /// twin can hide; the strip is seen at its own finest pass.
+    ///
+    /// A twin hides the objects a model sees at the limit of what it finds, shown upscaled with
+    /// little detail. Where the guarantee lies within what the model finds at the picture's own
+    /// size (`face_min_px = 40` for CenterFace), the bands would be as deep as the largest
+    /// object of a pass at 1× and their strips would cost up to three times the face passes on
+    /// a small photo, for objects the model sees at their own size: there is no second look.
     pub fn edge_plan(
         &self,
         size: (u32, u32),
         picture: (u32, u32),
         scale: f32,
     ) -> Vec<(edges::Pair, u32, Vec<Tile>)> {
-        if !self.class.hidden_by_its_mirror() || picture.0 == 0 || picture.1 == 0 {
+        if !self.class.hidden_by_its_mirror() || scale <= 1.0 || picture.0 == 0 || picture.1 == 0 {
             return Vec::new();
         }
         let tiling = self.settings.tiling;
