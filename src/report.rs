@@ -21,8 +21,8 @@ pub struct ModelInfo {
 pub struct ModelPlan {
     pub model: String,
     pub passes: Vec<Pass>,
-    /// The second look at the picture's top and bottom edges (see `detect::edges`), where the
-    /// model makes one.
+    /// The second look at the picture's edges (see `detect::edges`), where the model makes one:
+    /// the tiles of both strips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edges: Option<Pass>,
 }

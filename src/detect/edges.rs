@@ -15,12 +15,10 @@
 //! bottom band, grey, top band (or right band, grey, left band). A model then runs over one row
 //! (or column) of tiles for both.
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
+use super::sheets::NEUTRAL_GREY as GREY;
 use crate::geometry::BoxF;
-
-/// Grey beyond the edge: carries no edge a detector could take for part of an object.
-const GREY: Rgb<u8> = Rgb([114, 114, 114]);
 
 /// Which two opposite edges a strip holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +31,7 @@ impl Pair {
     pub const BOTH: [Pair; 2] = [Pair::TopAndBottom, Pair::LeftAndRight];
 
     /// `(width, height)` with the axis across these edges first: rows for top and bottom.
-    fn across<T>(self, (w, h): (T, T)) -> (T, T) {
+    pub fn across<T>(self, (w, h): (T, T)) -> (T, T) {
         match self {
             Pair::TopAndBottom => (h, w),
             Pair::LeftAndRight => (w, h),
@@ -115,6 +113,7 @@ impl Strip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     #[test]
     fn the_strip_holds_the_bottom_band_grey_and_the_top_band_and_maps_boxes_back() {

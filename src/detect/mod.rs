@@ -359,10 +359,7 @@ impl Detector {
         edges::Pair::BOTH
             .into_iter()
             .map(|pair| {
-                let band = match pair {
-                    edges::Pair::TopAndBottom => edges::band(depth, picture.1),
-                    edges::Pair::LeftAndRight => edges::band(depth, picture.0),
-                };
+                let band = edges::band(depth, pair.across(picture).0);
                 let (w, h) = pair.strip_size(size, band);
                 let mut plan = tiling.plan(w, h, self.settings.smallest);
                 let finest = plan.first().map_or(scale, |t| t.scale);
@@ -389,11 +386,7 @@ impl Detector {
         );
         let mut found = Vec::new();
         for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
-            let across = match pair {
-                edges::Pair::TopAndBottom => rows,
-                edges::Pair::LeftAndRight => columns,
-            };
-            let strip = edges::Strip::new(img, pair, across, band);
+            let strip = edges::Strip::new(img, pair, pair.across((columns, rows)).0, band);
             for tile in &plan {
                 let on_strip = self.run_tile(&strip.image, tile, self.settings.thresholds, None)?;
                 found.extend(on_strip.into_iter().filter_map(|c| {

@@ -56,8 +56,9 @@ impl Sheet {
     }
 }
 
-/// Grey between windows: carries no edge a detector could take for part of an object.
-const GUTTER_GREY: Rgb<u8> = Rgb([114, 114, 114]);
+/// Grey between windows (and beyond a picture's edges, see [`super::edges`]): carries no edge a
+/// detector could take for part of an object.
+pub(super) const NEUTRAL_GREY: Rgb<u8> = Rgb([114, 114, 114]);
 
 /// Windows start at multiples of this many model pixels. A model's output grid (a stride of 4
 /// to 32 pixels) then falls on a window taken at a whole-number scale as it fell on the same
@@ -161,7 +162,7 @@ pub fn lay_out(
                 .map(|p| p.at.1 + p.size().1 + gutter)
                 .max()
                 .unwrap_or(side);
-            let mut image = RgbImage::from_pixel(width, height, GUTTER_GREY);
+            let mut image = RgbImage::from_pixel(width, height, NEUTRAL_GREY);
             for p in &placements {
                 let view = pixels(&p.window);
                 debug_assert_eq!(view.dimensions(), p.size());
@@ -259,7 +260,7 @@ mod tests {
                 sheet.image.get_pixel(p.at.0 + w - 1, p.at.1 + h - 1),
                 img.get_pixel(x + w - 1, y + h - 1)
             );
-            assert_eq!(*sheet.image.get_pixel(p.at.0 - 1, p.at.1), GUTTER_GREY);
+            assert_eq!(*sheet.image.get_pixel(p.at.0 - 1, p.at.1), NEUTRAL_GREY);
             // A box in the middle of the window maps back onto the same pixels of the image.
             let found = BoxF::new(
                 p.at.0 as f32 + 5.0,
