@@ -82,7 +82,8 @@ pub struct DetectorConfig {
     /// `detect::Thresholds`). Unset, it is the family's default, or `threshold` when that is
     /// set: one explicit threshold then holds for every size.
     pub small_threshold: Option<f32>,
-    /// Threshold for objects cut by the frame, whatever their size (never above `threshold`).
+    /// Threshold for objects cut by the frame (`detect::CUT_SHARE` of them or more beyond it),
+    /// whatever their size (never above `threshold`).
     /// Unset, the family's default, or `threshold` when that is set.
     pub cut_threshold: Option<f32>,
     pub nms_iou: Option<f32>,

@@ -64,6 +64,21 @@ impl BoxF {
         self.x1 <= other.x1 && self.y1 <= other.y1 && other.x2 <= self.x2 && other.y2 <= self.y2
     }
 
+    /// The largest share of the box's width or height that lies beyond `frame`: 0 for a box
+    /// inside it, 0.5 for one whose middle is on its edge.
+    pub fn share_outside(&self, frame: &BoxF) -> f32 {
+        let beyond = |before: f32, after: f32, len: f32| {
+            if len > 0.0 {
+                ((before.max(0.0) + after.max(0.0)) / len).min(1.0)
+            } else {
+                0.0
+            }
+        };
+        let x = beyond(frame.x1 - self.x1, self.x2 - frame.x2, self.width());
+        let y = beyond(frame.y1 - self.y1, self.y2 - frame.y2, self.height());
+        x.max(y)
+    }
+
     /// The smallest box holding both.
     pub fn union(&self, other: &BoxF) -> BoxF {
         BoxF::new(
@@ -105,6 +120,28 @@ impl BoxF {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn share_outside_is_the_larger_share_of_width_or_height_beyond_the_frame() {
+        let frame = BoxF::new(0.0, 0.0, 100.0, 100.0);
+        assert_eq!(BoxF::new(10.0, 10.0, 20.0, 20.0).share_outside(&frame), 0.0);
+        assert_eq!(
+            BoxF::new(-5.0, 10.0, 15.0, 20.0).share_outside(&frame),
+            0.25
+        );
+        assert_eq!(
+            BoxF::new(90.0, 95.0, 110.0, 105.0).share_outside(&frame),
+            0.5
+        );
+        assert_eq!(
+            BoxF::new(-10.0, -10.0, 110.0, 50.0).share_outside(&frame),
+            20.0 / 120.0
+        );
+        assert_eq!(
+            BoxF::new(200.0, 0.0, 210.0, 10.0).share_outside(&frame),
+            1.0
+        );
+    }
 
     #[test]
     fn iou_of_identical_disjoint_and_half_overlapping_boxes() {
