@@ -204,6 +204,33 @@ impl Pipeline {
         Ok(detections)
     }
 
+    /// Each model's passes over one view of a `picture`-sized image, as `detect_views` runs
+    /// them: over the picture extended by its mirrored border, and the edge strips.
+    fn plans(&self, picture: (u32, u32)) -> Vec<ModelPlan> {
+        let margin = 2 * self.edge_margin();
+        let extended = (picture.0 + margin, picture.1 + margin);
+        self.detectors
+            .iter()
+            .map(|d| {
+                let plan = d.plan(extended.0, extended.1);
+                let finest = plan.first().map_or(1.0, |t| t.scale);
+                let edges: Vec<Tile> = d
+                    .edge_plan(extended, picture, finest)
+                    .into_iter()
+                    .flat_map(|(_, _, tiles)| tiles)
+                    .collect();
+                ModelPlan {
+                    model: d.name.clone(),
+                    passes: crate::detect::tiles::passes(&plan),
+                    edges: edges.first().map(|t| crate::detect::tiles::Pass {
+                        scale: t.scale,
+                        tiles: edges.len() as u32,
+                    }),
+                }
+            })
+            .collect()
+    }
+
     /// Mirrored border added around an image for detection (see `detect_views`).
     fn edge_margin(&self) -> u32 {
         let smallest = self
@@ -269,28 +296,7 @@ impl Pipeline {
             height: picture.rgb.height(),
             orientation: decoded.orientation,
             detections,
-            plan: self
-                .detectors
-                .iter()
-                .map(|d| {
-                    let (w, h) = picture.rgb.dimensions();
-                    let plan = d.plan(w, h);
-                    let finest = plan.first().map_or(1.0, |t| t.scale);
-                    let edges: Vec<Tile> = d
-                        .edge_plan((w, h), (w, h), finest)
-                        .into_iter()
-                        .flat_map(|(_, _, tiles)| tiles)
-                        .collect();
-                    ModelPlan {
-                        model: d.name.clone(),
-                        passes: crate::detect::tiles::passes(&plan),
-                        edges: edges.first().map(|t| crate::detect::tiles::Pass {
-                            scale: t.scale,
-                            tiles: edges.len() as u32,
-                        }),
-                    }
-                })
-                .collect(),
+            plan: self.plans(picture.rgb.dimensions()),
             models: self.models.clone(),
             outputs: outputs.iter().map(|o| o.info.clone()).collect(),
             timings,

@@ -57,7 +57,8 @@ pub struct Report {
     /// EXIF orientation applied before detection (1 = none).
     pub orientation: u8,
     pub detections: Vec<Detection>,
-    /// Each model's passes over this image (scales and tiles).
+    /// Each model's passes over one view of this image (scales and tiles), its mirrored border
+    /// included; a translucent image may be looked at over a white and a black page: twice.
     pub plan: Vec<ModelPlan>,
     pub models: Vec<ModelInfo>,
     pub outputs: Vec<OutputInfo>,
