@@ -240,13 +240,10 @@ impl Redactor {
         let (rx, ry) = (fw / 2.0, fh / 2.0);
         let (cx, cy) = (fx1 + rx - x as f32, fy1 + ry - y as f32);
         match c.method {
-            Method::Gaussian => {
+            Method::Gaussian | Method::Surround => {
                 let whole = BoxF::new(fx1, fy1, fx1 + fw, fy1 + fh);
-                self.context_blur(img, (x, y, w, h), whole, c.strength, None)
-            }
-            Method::Surround => {
-                let whole = BoxF::new(fx1, fy1, fx1 + fw, fy1 + fh);
-                self.context_blur(img, (x, y, w, h), whole, c.strength, Some(c.shape))
+                let hole = (c.method == Method::Surround).then_some(c.shape);
+                self.context_blur(img, (x, y, w, h), whole, c.strength, hole)
             }
             Method::Pixelate => {
                 self.effect.clear();

@@ -205,6 +205,11 @@ pub struct DetectError {
     pub message: String,
 }
 
+/// The share of an object's width or height beyond the frame from which it counts as cut by
+/// it (see [`Thresholds`]). The objects the frame cuts in the small-object set have 30–50 % of
+/// themselves outside.
+pub const CUT_SHARE: f32 = 0.25;
+
 /// The score a candidate must reach to be kept: `small` for objects no larger than
 /// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others, and
 /// `cut` for objects cut by the frame, whatever their size. A model scores the smallest objects
@@ -216,11 +221,6 @@ pub struct DetectError {
 /// [`CUT_SHARE`] of it lies beyond the frame: a box that only overhangs the edge shows the
 /// model nearly all of its object, and at the plates' cut threshold (0.01) a helmet at the
 /// bottom of a portrait, overhanging by 4 %, was blurred as a 224 × 192 px plate.
-/// The share of an object's width or height beyond the frame from which it counts as cut by
-/// it (see [`Thresholds`]). The objects the frame cuts in the small-object set have 30–50 % of
-/// themselves outside.
-pub const CUT_SHARE: f32 = 0.25;
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     pub large: f32,
