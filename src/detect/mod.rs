@@ -412,8 +412,11 @@ impl Detector {
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
-    /// sheet; a tile mostly covered by windows is simply run whole; the other windows, of every
-    /// pass, are scaled to their pass and laid out together on sheets ([`sheets`]), one run each.
+    /// sheet; a tile mostly covered by windows is simply run whole, and so is a pass of one tile
+    /// (the coarse pass for large objects: one run at the model's own size, and a blurred head
+    /// next to another can be scored as one large box that neither window holds; t1.jpg, two
+    /// heads scored 0.19 as one by a whole-image run); the other windows, of every pass, are
+    /// scaled to their pass and laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
@@ -453,6 +456,7 @@ impl Detector {
         // A sheet's side and the gutter between its windows, in model pixels.
         let (side, gutter) = (tiling.tile_size, tiling.min_object.ceil() as u32);
         let room = sheets::room(side, gutter) as f32;
+        let alone = |t: &Tile| plan.iter().filter(|u| u.scale == t.scale).count() == 1;
         let mut whole = Vec::new();
         let mut windows_at_scale: Vec<Tile> = Vec::new();
         for (tile, mut windows) in plan.iter().zip(per_tile) {
@@ -467,7 +471,8 @@ impl Detector {
                 windows[i] = windows[i].union(&windows[j]);
                 windows.swap_remove(j);
             }
-            if windows.iter().map(BoxF::area).sum::<f32>() >= 0.5 * tile_box.area() {
+            let covered = windows.iter().map(BoxF::area).sum::<f32>();
+            if !windows.is_empty() && (alone(tile) || covered >= 0.5 * tile_box.area()) {
                 whole.push(*tile);
                 continue;
             }
