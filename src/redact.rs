@@ -80,7 +80,8 @@ pub struct RedactionConfig {
     /// Check each output as published and redact what the detectors still find, up to this many
     /// times. A blurred head can keep a face-like outline, and the blur laid over such a find
     /// can leave another: the second pass checks what the first one redacted. Each pass looks
-    /// only around what the previous one found, so it costs little once nothing is left.
+    /// only around what the previous one found and the regions that overlaps, so it costs
+    /// little once nothing is left.
     pub verify_passes: u8,
 }
 
