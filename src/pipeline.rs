@@ -422,9 +422,8 @@ impl Pipeline {
     /// returns what is still found over one: a blurred head can keep a face-like outline. The
     /// check uses a fraction of the detection threshold (see [`recheck_keeps`]): a window sees
     /// less context than a run over the whole image, and whoever re-encodes the output adds
-    /// noise of their own; it runs at the
-    /// scales of the tile plan but only in windows around the regions, so it costs a fraction
-    /// of a detection.
+    /// noise of their own; it runs at the scales of the tile plan but only in windows around
+    /// the regions, so it costs a fraction of a detection.
     fn recheck(
         &mut self,
         img: &image::RgbImage,

@@ -127,7 +127,8 @@ impl RedactionConfig {
     ///   keeps that shape, larger and smoother (on the small-object set such a head was scored
     ///   0.24, then 0.31 after the first re-redaction, and full detection of the output found
     ///   it at 0.53). A fill over an ellipse still leaves an oval: on t1.jpg one head went from
-    ///   0.21 to 0.33 over three passes of it; a soft rectangle is not taken for a head.
+    ///   0.21 to 0.33 over three passes of it, while over a soft rectangle none of its heads
+    ///   was found again.
     /// - A residue gets half its class's padding (no less than keeps its box inside the
     ///   mask's core). Its box already takes in the blurred region around the object, 1.2–1.6
     ///   times the object's size, and the full padding on top of that more than doubled the
