@@ -10,9 +10,7 @@ use fast_image_resize::Resizer;
 
 use crate::codec::{self, EncodeError, InputError, Limits};
 use crate::detect::tiles::Tile;
-use crate::detect::{
-    CUT_SHARE, Class, DetectError, Detection, Detector, DetectorSettings, Thresholds,
-};
+use crate::detect::{Class, DetectError, Detection, Detector, DetectorSettings, Thresholds};
 use crate::geometry::BoxF;
 use crate::manifest::{VerifiedModel, sha256_hex};
 use crate::redact::{RedactionConfig, Redactor};
@@ -36,15 +34,39 @@ const VERIFY_MARGIN_LARGE: f32 = 0.75;
 /// the small-object size must reach [`VERIFY_MARGIN_LARGE`] of the threshold a detection
 /// holds it to (the one for cut objects where the `frame` cuts it, see [`Thresholds`]).
 fn recheck_keeps(class: Class, find: &Detection, thresholds: &Thresholds, frame: &BoxF) -> bool {
-    if class.size(&find.bbox) <= 2.0 * thresholds.small_up_to {
-        return true;
+    class.size(&find.bbox) <= 2.0 * thresholds.small_up_to
+        || find.score >= VERIFY_MARGIN_LARGE * thresholds.needed(class, &find.bbox, Some(frame))
+}
+
+/// An image extended by its mirror image over `margin` pixels on every side, as detection and
+/// the re-check see it, and the map between its pixels and the image's.
+struct Mirrored {
+    image: image::RgbImage,
+    shift: f32,
+    /// The image's own frame within `image`.
+    frame: BoxF,
+}
+
+impl Mirrored {
+    fn new(img: &image::RgbImage, margin: u32) -> Self {
+        let shift = margin as f32;
+        let (w, h) = img.dimensions();
+        Self {
+            image: crate::detect::input::reflect_pad(img, margin),
+            shift,
+            frame: BoxF::new(shift, shift, shift + w as f32, shift + h as f32),
+        }
     }
-    let threshold = if find.bbox.share_outside(frame) >= CUT_SHARE {
-        thresholds.cut.min(thresholds.large)
-    } else {
-        thresholds.large
-    };
-    find.score >= VERIFY_MARGIN_LARGE * threshold
+
+    /// A box in the image's pixels, in the extended image's.
+    fn inward(&self, b: &BoxF) -> BoxF {
+        b.unscale((1.0, 1.0), (self.shift, self.shift))
+    }
+
+    /// A box in the extended image's pixels, in the image's.
+    fn outward(&self, b: &BoxF) -> BoxF {
+        b.unscale((1.0, 1.0), (-self.shift, -self.shift))
+    }
 }
 
 /// How much larger than a redacted region a find of the re-check may be (measured as
@@ -215,13 +237,11 @@ impl Pipeline {
         let margin = self.edge_margin();
         let (w, h) = picture.rgb.dimensions();
         let frame = BoxF::new(0.0, 0.0, w as f32, h as f32);
-        let shift = margin as f32;
-        let in_padded = frame.unscale((1.0, 1.0), (shift, shift));
         let mut detections = Vec::new();
         for view in picture.views() {
-            let padded = crate::detect::input::reflect_pad(&view, margin);
-            for mut d in self.detect_within(&padded, Some(&in_padded))? {
-                d.bbox = d.bbox.unscale((1.0, 1.0), (-shift, -shift));
+            let mirrored = Mirrored::new(&view, margin);
+            for mut d in self.detect_within(&mirrored.image, Some(&mirrored.frame))? {
+                d.bbox = mirrored.outward(&d.bbox);
                 if d.bbox.intersection(&frame).is_some() {
                     detections.push(d);
                 }
@@ -431,38 +451,33 @@ impl Pipeline {
     ) -> Result<Vec<Detection>, DetectError> {
         // Seen as detection sees it: extended by its mirror image, so that what remains of an
         // object cut by the frame is looked at whole and held to the threshold for cut objects.
-        let margin = self.edge_margin();
-        let padded = crate::detect::input::reflect_pad(img, margin);
-        let shift = margin as f32;
-        let frame = BoxF::new(
-            shift,
-            shift,
-            shift + img.width() as f32,
-            shift + img.height() as f32,
-        );
+        let mirrored = Mirrored::new(img, self.edge_margin());
         let mut residue = Vec::new();
         for detector in &mut self.detectors {
             let class = detector.class;
             let regions: Vec<_> = redacted
                 .iter()
                 .filter(|d| d.class == class)
-                .map(|d| self.redaction.region(d).unscale((1.0, 1.0), (shift, shift)))
+                .map(|d| mirrored.inward(&self.redaction.region(d)))
                 .collect();
             if regions.is_empty() {
                 continue;
             }
             let thresholds = detector.thresholds();
-            let found =
-                detector.detect_around(&padded, &regions, thresholds.scaled(VERIFY_MARGIN))?;
+            let found = detector.detect_around(
+                &mirrored.image,
+                &regions,
+                thresholds.scaled(VERIFY_MARGIN),
+            )?;
             residue.extend(
                 found
                     .into_iter()
                     .filter(|f| {
-                        recheck_keeps(class, f, &thresholds, &frame)
+                        recheck_keeps(class, f, &thresholds, &mirrored.frame)
                             && is_residue(class, &f.bbox, &regions)
                     })
                     .map(|f| Detection {
-                        bbox: f.bbox.unscale((1.0, 1.0), (-shift, -shift)),
+                        bbox: mirrored.outward(&f.bbox),
                         ..f
                     }),
             );

@@ -254,15 +254,18 @@ impl Thresholds {
     /// within a searched image extended beyond it, and a box with at least [`CUT_SHARE`] of
     /// itself beyond it is cut by it.
     fn keeps(&self, class: Class, c: &Candidate, frame: Option<&BoxF>) -> bool {
-        let cut = frame.is_some_and(|f| c.bbox.share_outside(f) >= CUT_SHARE);
-        let needed = if cut {
+        c.score >= self.needed(class, &c.bbox, frame)
+    }
+
+    /// The score an object of class `class` at `bbox` must reach (see [`Self::keeps`]).
+    pub fn needed(&self, class: Class, bbox: &BoxF, frame: Option<&BoxF>) -> f32 {
+        if frame.is_some_and(|f| bbox.share_outside(f) >= CUT_SHARE) {
             self.cut.min(self.large)
-        } else if class.size(&c.bbox) <= self.small_up_to {
+        } else if class.size(bbox) <= self.small_up_to {
             self.small
         } else {
             self.large
-        };
-        c.score >= needed
+        }
     }
 }
 
