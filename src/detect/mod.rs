@@ -87,6 +87,36 @@ fn first_overlap(boxes: &[BoxF], fits: impl Fn(&BoxF) -> bool) -> Option<(usize,
         })
 }
 
+/// The part of `tile` that holds every one of `windows` (which lie in it): the tile is run as
+/// one piece where its windows would share it anyway, but a model that takes any input size
+/// need not look at the rest (a portrait's face alone, not the whole picture). The part starts
+/// where the tile's own grid of 8 model pixels falls, so that the model's output grid lies on
+/// the pixels as it did in detection.
+fn spanned(tile: &Tile, windows: &[BoxF]) -> Tile {
+    let Some(span) = windows
+        .iter()
+        .copied()
+        .reduce(|a, b| a.union(&b))
+        .and_then(|u| u.intersection(&tile.bbox()))
+    else {
+        return *tile;
+    };
+    let step = ((8.0 / tile.scale).round() as u32).max(1);
+    let start = |from: f32, origin: u32| {
+        origin + (from.floor().max(origin as f32) as u32 - origin) / step * step
+    };
+    let (x, y) = (start(span.x1, tile.x), start(span.y1, tile.y));
+    let x2 = (span.x2.ceil() as u32).min(tile.x + tile.width);
+    let y2 = (span.y2.ceil() as u32).min(tile.y + tile.height);
+    Tile {
+        x,
+        y,
+        width: x2.max(x + 1) - x,
+        height: y2.max(y + 1) - y,
+        scale: tile.scale,
+    }
+}
+
 /// Whether the re-check looks at a redacted `region` in the pass that `pass` is a tile of: where
 /// the pass shows the region's window (the region grown by a quarter on every side) at least at
 /// half the model's smallest object, or is the finest pass (a blurred face can still be scored
@@ -476,7 +506,7 @@ impl Detector {
             }
             let covered = windows.iter().map(BoxF::area).sum::<f32>();
             if !windows.is_empty() && (alone(tile) || covered >= 0.5 * tile_box.area()) {
-                whole.push(*tile);
+                whole.push(spanned(tile, &windows));
                 continue;
             }
             windows_at_scale.extend(
@@ -655,6 +685,32 @@ mod tests {
             (half.large, half.small, half.cut, half.small_up_to),
             (0.075, 0.05, 0.025, 20.0)
         );
+    }
+
+    #[test]
+    fn a_tile_run_as_one_piece_is_cut_to_its_windows_on_its_own_grid() {
+        let tile = Tile {
+            x: 100,
+            y: 50,
+            width: 1000,
+            height: 800,
+            scale: 1.0,
+        };
+        let windows = [
+            BoxF::new(213.4, 300.2, 260.0, 350.0),
+            BoxF::new(400.0, 420.0, 470.5, 500.0),
+        ];
+        let part = spanned(&tile, &windows);
+        // starts on the tile's 8 px grid at or before the first window, ends past the last
+        assert_eq!((part.x, part.y), (212, 298));
+        assert_eq!((part.x + part.width, part.y + part.height), (471, 500));
+        // at 4× the grid is 2 source pixels
+        let fine = spanned(&Tile { scale: 4.0, ..tile }, &windows);
+        assert_eq!((fine.x, fine.y), (212, 300));
+        // never beyond the tile, and the tile itself without windows
+        let past = spanned(&tile, &[BoxF::new(0.0, 0.0, 2000.0, 2000.0)]);
+        assert_eq!(past, tile);
+        assert_eq!(spanned(&tile, &[]), tile);
     }
 
     #[test]
