@@ -445,11 +445,12 @@ impl Detector {
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
-    /// sheet; a tile mostly covered by windows is simply run whole, and so is a pass of one tile
-    /// (the coarse pass for large objects: one run at the model's own size, and a blurred head
-    /// next to another can be scored as one large box that neither window holds; t1.jpg, two
-    /// heads scored 0.19 as one by a whole-image run); the other windows, of every pass, are
-    /// scaled to their pass and laid out together on sheets ([`sheets`]), one run each.
+    /// sheet; a tile mostly covered by windows is run as one piece, over the part of it its
+    /// windows span ([`spanned`]), and so is a pass of one tile (the coarse pass for large
+    /// objects: one run at the model's own size, and a blurred head next to another can be
+    /// scored as one large box that neither window holds; t1.jpg, two heads scored 0.19 as one
+    /// by a whole-image run); the other windows, of every pass, are scaled to their pass and
+    /// laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
