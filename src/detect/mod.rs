@@ -90,29 +90,26 @@ fn first_overlap(boxes: &[BoxF], fits: impl Fn(&BoxF) -> bool) -> Option<(usize,
 /// The part of `tile` that holds every one of `windows` (which lie in it): the tile is run as
 /// one piece where its windows would share it anyway, but a model that takes any input size
 /// need not look at the rest (a portrait's face alone, not the whole picture). The part starts
-/// where the tile's own grid of 8 model pixels falls, so that the model's output grid lies on
-/// the pixels as it did in detection.
+/// where the tile's own grid of [`sheets::ALIGN`] model pixels falls, so that the model's
+/// output grid lies on the pixels as it did in detection.
 fn spanned(tile: &Tile, windows: &[BoxF]) -> Tile {
-    let Some(span) = windows
+    let part = windows
         .iter()
         .copied()
         .reduce(|a, b| a.union(&b))
         .and_then(|u| u.intersection(&tile.bbox()))
-    else {
+        .and_then(|span| span.pixel_rect(tile.x + tile.width, tile.y + tile.height));
+    let Some((x1, y1, width, height)) = part else {
         return *tile;
     };
-    let step = ((8.0 / tile.scale).round() as u32).max(1);
-    let start = |from: f32, origin: u32| {
-        origin + (from.floor().max(origin as f32) as u32 - origin) / step * step
-    };
-    let (x, y) = (start(span.x1, tile.x), start(span.y1, tile.y));
-    let x2 = (span.x2.ceil() as u32).min(tile.x + tile.width);
-    let y2 = (span.y2.ceil() as u32).min(tile.y + tile.height);
+    let step = ((sheets::ALIGN as f32 / tile.scale).round() as u32).max(1);
+    let x = tile.x + (x1 - tile.x) / step * step;
+    let y = tile.y + (y1 - tile.y) / step * step;
     Tile {
         x,
         y,
-        width: x2.max(x + 1) - x,
-        height: y2.max(y + 1) - y,
+        width: x1 + width - x,
+        height: y1 + height - y,
         scale: tile.scale,
     }
 }

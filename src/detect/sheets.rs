@@ -64,7 +64,7 @@ pub(super) const NEUTRAL_GREY: Rgb<u8> = Rgb([114, 114, 114]);
 /// to 32 pixels) then falls on a window taken at a whole-number scale as it fell on the same
 /// pixels in the detection pass, whose tiles start at whole source pixels; a face's score
 /// depends on where the grid falls on it.
-const ALIGN: u32 = 8;
+pub(super) const ALIGN: u32 = 8;
 
 fn aligned(v: u32) -> u32 {
     v.div_ceil(ALIGN) * ALIGN
