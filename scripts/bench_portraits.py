@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""How much of a portrait or group photo veil changes, and whether its faces can be found again.
+"""How much of a portrait or group photo veil changes, whether its faces are covered and whether
+they can be found again; and how its faces fare shrunk to the smallest sizes veil guarantees.
 
 The small-object set measures recall on small objects; this measures the other side on photos
 whose faces are large: the share of pixels changed, in all and away from the known faces
-(outside each face box grown to twice its size), and what full detection still finds over a
-known face in the output. Images: the known-face photos of tests/data/known_faces.toml (t1,
-astronaut, camera) and two upscaled copies (astronaut x3, camera x2.8, Lanczos), so that the
-large-face passes and the re-check of large regions are exercised at portrait sizes.
+(outside each face box grown to twice its size), the known faces covered by the coverage rule
+of tests/small_objects.rs, and what full detection still finds over a known face in the output.
+Images: the known-face photos of tests/data/known_faces.toml (t1, astronaut, camera), two
+upscaled copies (astronaut x3, camera x2.8, Lanczos), so that the large-face passes and the
+re-check of large regions are exercised at portrait sizes, and the photos of
+tests/data/bench_faces.toml, on which no setting of veil was chosen (portraits up to
+1434 x 2333, a face cut by the frame, an opaque RGBA copy, a street photo, two faces in profile).
 
 Each configuration (the defaults, and the defaults without the re-check) anonymises every image
 with `veil anonymise -w 2`; each output is then run through full detection with the same models
 and thresholds and `verify_passes = 0`, and finds with IoU > 0.1 over a known face are listed.
 A pixel counts as changed when, after a 2 px box blur of both images (JPEG noise), one of its
 channels moved by more than 6.
+
+Then every known face of both files, cut out of its photo with two face heights around it (a
+photo's faces together), is shrunk so that its faces are about 10, 12, 16 and 24 px high and
+pasted over a face-free photo in a 1280 x 720 frame, one frame per size; the defaults anonymise
+the frames and the faces covered are counted per size.
 
 Run after scripts/prepare.sh and a release build:
     .venv/bin/python scripts/bench_portraits.py
@@ -36,8 +45,8 @@ CONFIGS = [("default", {}), ("no re-check", {"VEIL__REDACTION__VERIFY_PASSES": "
 UPSCALED = [("astronaut.png", 3.0), ("camera.png", 2.8)]
 
 
-def known_faces():
-    data = tomllib.loads((ROOT / "tests/data/known_faces.toml").read_text())
+def known_faces(file="known_faces.toml"):
+    data = tomllib.loads((ROOT / "tests/data" / file).read_text())
     return {p["file"]: p["faces"] for p in data["photo"]}
 
 
@@ -46,6 +55,7 @@ def images():
     known = known_faces()
     WORK.mkdir(parents=True, exist_ok=True)
     out = [(TESTDATA / name, boxes) for name, boxes in known.items()]
+    out += [(TESTDATA / name, boxes) for name, boxes in known_faces("bench_faces.toml").items()]
     for name, k in UPSCALED:
         path = WORK / f"{Path(name).stem}_x{k}.png"
         if not path.exists():
@@ -79,6 +89,44 @@ def pixels(path):
     return np.asarray(img.filter(ImageFilter.BoxBlur(2)), dtype=np.float32)
 
 
+def luminance(path):
+    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    rgb = np.asarray(img, dtype=np.uint32)
+    return ((77 * rgb[..., 0] + 150 * rgb[..., 1] + 29 * rgb[..., 2]) >> 8).astype(np.float32)
+
+
+def gaussian(plane, sigma):
+    """A Gaussian blur of sigma, the kernel renormalised at the plane's edges."""
+    r = int(np.ceil(3 * sigma)) + 1
+    kernel = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma * sigma))
+
+    def along(a, axis):
+        conv = lambda v: np.convolve(v, kernel)[r : r + len(v)]  # noqa: E731
+        weight = np.apply_along_axis(conv, axis, np.ones_like(a))
+        return np.apply_along_axis(conv, axis, a) / weight
+
+    return along(along(plane, 1), 0)
+
+
+def covered(before, after, box):
+    """The coverage rule of tests/common/smallset.rs: at least 90 % of the box's detailed pixels
+    keep at most half their detail and at least 80 % of its detail energy is gone (detail:
+    luminance minus its Gaussian blur of sigma = short side / 16, inside the box)."""
+    h, w = before.shape
+    x1, y1 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+    x2, y2 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x2 <= x1 or y2 <= y1:
+        return True
+    sigma = max(min(box[2] - box[0], box[3] - box[1]) / 16, 0.5)
+    d0, d1 = (p[y1:y2, x1:x2] - gaussian(p[y1:y2, x1:x2], sigma) for p in (before, after))
+    e0 = float((d0 * d0).sum())
+    if e0 < 1e-3 * d0.size:
+        return True
+    detailed = np.abs(d0) >= 0.5 * np.sqrt(e0 / d0.size)
+    obscured = (np.abs(d1) <= 0.5 * np.abs(d0))[detailed].mean()
+    return obscured >= 0.9 and 1 - min(float((d1 * d1).sum()) / e0, 1.0) >= 0.8
+
+
 def changed(before, after, faces):
     """Share of all pixels changed, and of those outside every face box grown to twice its size."""
     moved = np.abs(pixels(before) - pixels(after)).max(axis=2) > 6
@@ -93,9 +141,9 @@ def main():
     env = {"ORT_DYLIB_PATH": str(ROOT / ".cache/onnxruntime/libonnxruntime.so")}
     todo = images()
     paths = [p for p, _ in todo]
-    print("| configuration | image | pixels changed | away from the faces | "
+    print("| configuration | image | pixels changed | away from the faces | faces covered | "
           "known faces found again | detect + re-check s |")
-    print("| --- | --- | ---: | ---: | --- | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
     for label, extra in CONFIGS:
         tag = label.replace(" ", "_")
         report = veil(paths, WORK / tag, WORK / f"{tag}.jsonl", {**env, **extra})
@@ -105,6 +153,8 @@ def main():
         totals = []
         for (path, faces), output in zip(todo, outputs):
             everywhere, away = changed(path, output, faces)
+            lum = luminance(path), luminance(output)
+            cover = sum(covered(*lum, f) for f in faces)
             found = sorted(
                 (round(d["score"], 2) for d in again[output.name]["detections"]
                  if d["class"] == "face" and any(iou(d["box"], f) > 0.1 for f in faces)),
@@ -112,12 +162,57 @@ def main():
             )
             t = report[path.name]["timings"]
             seconds = (t["detect_ms"] + t["verify_ms"]) / 1e3
-            totals.append((everywhere, away, len(found)))
+            totals.append((everywhere, away, len(found), cover, len(faces)))
             print(f"| {label} | {path.name} | {everywhere:.1f} % | {away:.1f} % | "
-                  f"{len(found)} {found or ''} | {seconds:.1f} |")
+                  f"{cover}/{len(faces)} | {len(found)} {found or ''} | {seconds:.1f} |")
         mean = np.mean([t[:2] for t in totals], axis=0)
         print(f"| {label} | **mean** | {mean[0]:.1f} % | {mean[1]:.1f} % | "
+              f"{sum(t[3] for t in totals)}/{sum(t[4] for t in totals)} | "
               f"{sum(t[2] for t in totals)} | |")
+    print()
+    small_faces(env)
+
+
+def small_faces(env):
+    """Every known face shrunk to the smallest sizes and pasted over a face-free photo."""
+    photos = {**known_faces(), **known_faces("bench_faces.toml")}
+    backgrounds = ["coffee.png", "rocket.jpg", "ihc.png", "motorcycle_left.png"]
+    frames, truth = [], []
+    rng = np.random.default_rng(1)
+    (WORK / "small").mkdir(parents=True, exist_ok=True)
+    for n, size in enumerate([10, 12, 16, 24]):
+        back = Image.open(TESTDATA / backgrounds[n]).convert("RGB")
+        frame = ImageOps.fit(back, (1280, 720), Image.LANCZOS)
+        cols, rows = 5, 4
+        cell = (1280 // cols, 720 // rows)
+        boxes = []
+        for i, (name, faces) in enumerate(sorted(photos.items())):
+            img = ImageOps.exif_transpose(Image.open(TESTDATA / name)).convert("RGB")
+            high = np.mean([f[3] - f[1] for f in faces])
+            k = size / high
+            margin = 2 * high
+            crop = [max(0, int(min(f[0] for f in faces) - margin)),
+                    max(0, int(min(f[1] for f in faces) - margin)),
+                    min(img.width, int(max(f[2] for f in faces) + margin)),
+                    min(img.height, int(max(f[3] for f in faces) + margin))]
+            part = img.crop(crop)
+            part = part.resize((max(1, round(part.width * k)), max(1, round(part.height * k))),
+                               Image.LANCZOS)
+            x = (i % cols) * cell[0] + int(rng.integers(0, max(1, cell[0] - part.width)))
+            y = (i // cols) * cell[1] + int(rng.integers(0, max(1, cell[1] - part.height)))
+            frame.paste(part, (x, y))
+            boxes += [[x + (f[0] - crop[0]) * k, y + (f[1] - crop[1]) * k,
+                       x + (f[2] - crop[0]) * k, y + (f[3] - crop[1]) * k] for f in faces]
+        path = WORK / "small" / f"faces_{size}px.png"
+        frame.save(path)
+        frames.append((size, path))
+        truth.append(boxes)
+    veil([p for _, p in frames], WORK / "small_out", WORK / "small.jsonl", env)
+    print("| faces shrunk to | covered (defaults) |")
+    print("| --- | ---: |")
+    for (size, path), boxes in zip(frames, truth):
+        lum = luminance(path), luminance(WORK / "small_out" / path.name)
+        print(f"| {size} px | {sum(covered(*lum, b) for b in boxes)}/{len(boxes)} |")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,27 @@ PHOTOS = [
         "assets/test_image.png":
             ("fast_alpr_car.png", "c154c3e0873fa35076ecf4f611d345c092450217fe75737b2a77183018218255"),
     }),
+    # further portraits and a street photo, for scripts/bench_portraits.py only
+    # (tests/data/bench_faces.toml): no setting of veil was chosen on them
+    ("face_recognition==1.3.0", ["--no-binary=:all:"], {
+        f"tests/test_images/{name}": (name, digest) for name, digest in [
+            ("obama.jpg", "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
+            ("obama2.jpg", "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
+            ("obama3.jpg", "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
+            ("obama_partial_face.jpg",
+             "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
+            ("obama_partial_face2.jpg",
+             "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
+            ("biden.jpg", "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
+            ("32bit.png", "44dca895a7d635a4aedddd91a4f37af9a8a5b44e66154282a24645a757b5f627"),
+        ]
+    }),
+    ("ultralytics==8.4.190", ["--only-binary=:all:"], {
+        "ultralytics/assets/bus.jpg":
+            ("bus.jpg", "c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63"),
+        "ultralytics/assets/zidane.jpg":
+            ("zidane.jpg", "16d73869e3267a7d4ed00de8e860833bd1657c1b252e94c0c348277adc7b6edb"),
+    }),
 ]
 
 # The labelled plate set: 18 images with YOLO-OBB polygon labels, taken whole from the sdist.
