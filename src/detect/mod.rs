@@ -351,7 +351,8 @@ impl Detector {
             .plan(width, height, self.settings.smallest)
     }
 
-    /// Finds every object of this detector's class in `img`, in source pixels. `frame` is the
+    /// Finds every object of this detector's class in `img`, in source pixels. Every pass but
+    /// the last keeps objects up to its reach ([`TilingConfig::reach`]). `frame` is the
     /// picture's frame where `img` extends it with a border (see `Thresholds`); its edges are
     /// then looked at a second time with grey beyond them, for classes
     /// [`Class::hidden_by_its_mirror`] ([`edges`]).
@@ -361,9 +362,15 @@ impl Detector {
         frame: Option<&BoxF>,
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
+        let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let mut all = Vec::new();
         for tile in &plan {
-            all.extend(self.run_tile(img, tile, self.settings.thresholds, frame)?);
+            let largest = if tile.scale == coarsest {
+                f32::INFINITY
+            } else {
+                self.settings.tiling.reach(tile.scale)
+            };
+            all.extend(self.run_tile(img, tile, self.settings.thresholds, frame, largest)?);
         }
         if let (Some(frame), Some(finest)) = (frame, plan.first()) {
             all.extend(self.detect_at_edges(img, frame, finest.scale)?);
@@ -425,7 +432,9 @@ impl Detector {
         for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
             let strip = edges::Strip::new(img, pair, pair.across((columns, rows)).0, band);
             for tile in &plan {
-                let on_strip = self.run_tile(&strip.image, tile, self.settings.thresholds, None)?;
+                let largest = self.settings.tiling.reach(tile.scale);
+                let on_strip =
+                    self.run_tile(&strip.image, tile, self.settings.thresholds, None, largest)?;
                 found.extend(on_strip.into_iter().filter_map(|c| {
                     strip
                         .to_extended(&c.bbox)
@@ -528,7 +537,7 @@ impl Detector {
         let mut found = Vec::new();
         // Windows too large for a sheet run on their own.
         for tile in whole.iter().chain(&too_large) {
-            found.extend(self.run_tile(img, tile, thresholds, None)?);
+            found.extend(self.run_tile(img, tile, thresholds, None, f32::INFINITY)?);
         }
         for sheet in &sheets {
             let (width, height) = sheet.image.dimensions();
@@ -548,17 +557,20 @@ impl Detector {
         Ok(self.finish(img, found))
     }
 
-    /// Candidates found in one tile, in `img` pixels, held to their thresholds (see
-    /// [`Detector::kept`]).
+    /// Candidates found in one tile, in `img` pixels, no larger than `largest` (source pixels,
+    /// as [`Class::size`] measures it) and held to their thresholds (see [`Detector::kept`]).
     fn run_tile(
         &mut self,
         img: &RgbImage,
         tile: &Tile,
         thresholds: Thresholds,
         frame: Option<&BoxF>,
+        largest: f32,
     ) -> Result<Vec<Candidate>, DetectError> {
         let found = self.candidates(img, tile, thresholds.floor(frame))?;
-        Ok(self.kept(found, thresholds, frame))
+        let class = self.class;
+        let within = found.into_iter().filter(|c| class.size(&c.bbox) <= largest);
+        Ok(self.kept(within, thresholds, frame))
     }
 
     /// Everything scoring at least `floor` in one tile, in `img` pixels.
