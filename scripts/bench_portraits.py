@@ -84,14 +84,17 @@ def iou(a, b):
     return inter / union
 
 
+def displayed(path):
+    """The image as a viewer sees it: EXIF orientation applied, RGB."""
+    return ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+
+
 def pixels(path):
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    return np.asarray(img.filter(ImageFilter.BoxBlur(2)), dtype=np.float32)
+    return np.asarray(displayed(path).filter(ImageFilter.BoxBlur(2)), dtype=np.float32)
 
 
 def luminance(path):
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    rgb = np.asarray(img, dtype=np.uint32)
+    rgb = np.asarray(displayed(path), dtype=np.uint32)
     return ((77 * rgb[..., 0] + 150 * rgb[..., 1] + 29 * rgb[..., 2]) >> 8).astype(np.float32)
 
 
@@ -175,7 +178,8 @@ def main():
 
 def small_faces(env):
     """Every known face shrunk to the smallest sizes and pasted over a face-free photo."""
-    photos = {**known_faces(), **known_faces("bench_faces.toml")}
+    faces_of = {**known_faces(), **known_faces("bench_faces.toml")}
+    photos = [(displayed(TESTDATA / name), faces) for name, faces in sorted(faces_of.items())]
     backgrounds = ["coffee.png", "rocket.jpg", "ihc.png", "motorcycle_left.png"]
     frames, truth = [], []
     rng = np.random.default_rng(1)
@@ -186,8 +190,7 @@ def small_faces(env):
         cols, rows = 5, 4
         cell = (1280 // cols, 720 // rows)
         boxes = []
-        for i, (name, faces) in enumerate(sorted(photos.items())):
-            img = ImageOps.exif_transpose(Image.open(TESTDATA / name)).convert("RGB")
+        for i, (img, faces) in enumerate(photos):
             high = np.mean([f[3] - f[1] for f in faces])
             k = size / high
             margin = 2 * high
