@@ -10,7 +10,9 @@ use fast_image_resize::Resizer;
 
 use crate::codec::{self, EncodeError, InputError, Limits};
 use crate::detect::tiles::Tile;
-use crate::detect::{Class, DetectError, Detection, Detector, DetectorSettings, Thresholds};
+use crate::detect::{
+    Class, DetectError, Detection, Detector, DetectorSettings, Redacted, Thresholds,
+};
 use crate::geometry::BoxF;
 use crate::manifest::{VerifiedModel, sha256_hex};
 use crate::redact::{RedactionConfig, Redactor};
@@ -455,18 +457,22 @@ impl Pipeline {
         let mut residue = Vec::new();
         for detector in &mut self.detectors {
             let class = detector.class;
-            let regions: Vec<_> = redacted
+            let looked_at: Vec<_> = redacted
                 .iter()
                 .filter(|d| d.class == class)
-                .map(|d| mirrored.inward(&self.redaction.region(d)))
+                .map(|d| Redacted {
+                    object: mirrored.inward(&d.bbox),
+                    region: mirrored.inward(&self.redaction.region(d)),
+                })
                 .collect();
-            if regions.is_empty() {
+            if looked_at.is_empty() {
                 continue;
             }
+            let regions: Vec<BoxF> = looked_at.iter().map(|r| r.region).collect();
             let thresholds = detector.thresholds();
             let found = detector.detect_around(
                 &mirrored.image,
-                &regions,
+                &looked_at,
                 thresholds.scaled(VERIFY_MARGIN),
             )?;
             residue.extend(

@@ -114,29 +114,44 @@ fn spanned(tile: &Tile, windows: &[BoxF]) -> Tile {
     }
 }
 
-/// Whether the re-check looks at a redacted `region` in the pass that `pass` is a tile of: where
-/// the pass shows the region's window (the region grown by a quarter on every side) at least at
-/// half the model's smallest object, or is the finest pass (a blurred face can still be scored
-/// as a face on an upscale meant for smaller ones), and where the pass's tiles can hold the
-/// region, as far as it lies in `image`, whole. Where they cannot, detection could not have seen
-/// the object whole there either, and the blurred inside of so large a region shows that pass
-/// only smooth shading. A pass whose one tile is the whole image holds every region.
+/// Whether the re-check looks at a redacted `region` (grown from `object`) in the pass that
+/// `pass` is a tile of, in a plan whose passes run from `finest` to `coarsest`:
+///
+/// - where the pass shows the region's window (the region grown by a quarter on every side) at
+///   least at half the model's smallest object, or is the finest pass (a blurred face can still
+///   be scored as a face on an upscale meant for smaller ones);
+/// - where the pass's tiles can hold the region, as far as it lies in `image`, whole. Where
+///   they cannot, detection could not have seen the object whole there either, and the blurred
+///   inside of so large a region shows that pass only smooth shading. A pass whose one tile is
+///   the whole image holds every region;
+/// - where the pass keeps objects of the object's size ([`TilingConfig::reach`]), or is the
+///   last: detection finds it again only there, and a finer pass sees a large blurred head as
+///   parts, at a cost of the region's area times the square of its scale (a 200 px face's
+///   window at 4× is as large as a 1080p frame).
 fn rechecked_at(
     class: Class,
     tiling: &TilingConfig,
-    finest: f32,
-    region: &BoxF,
+    (finest, coarsest): (f32, f32),
+    redacted: &Redacted,
     image: &BoxF,
     pass: &Tile,
 ) -> bool {
-    let scale = pass.scale;
+    let (scale, region) = (pass.scale, &redacted.region);
     let window = region.grow(0.25);
     let shown = class.size(&window) * scale >= tiling.min_object / 2.0 || scale == finest;
     let held = pass.bbox().contains(image)
         || region
             .intersection(image)
             .is_some_and(|r| r.width().max(r.height()) * scale <= tiling.tile_size as f32);
-    shown && held
+    let kept = scale == coarsest || class.size(&redacted.object) <= tiling.reach(scale);
+    shown && held && kept
+}
+
+/// A region the re-check looks at, and the object whose redaction it is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Redacted {
+    pub object: BoxF,
+    pub region: BoxF,
 }
 
 /// A scored box before it is attributed to a class and model.
@@ -445,8 +460,8 @@ impl Detector {
         Ok(found)
     }
 
-    /// Looks again, at `thresholds`, only around `regions` (each grown by a quarter of its size
-    /// on every side into a window), in the passes of the tile plan that [`rechecked_at`] picks
+    /// Looks again, at `thresholds`, only around the `redacted` regions (each grown by a quarter
+    /// of its size on every side into a window), in the passes of the tile plan that [`rechecked_at`] picks
     /// for each: a cheap check of redacted regions.
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
@@ -460,11 +475,12 @@ impl Detector {
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
-        regions: &[BoxF],
+        redacted: &[Redacted],
         thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let finest = plan.first().map_or(1.0, |t| t.scale);
+        let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let tiling = self.settings.tiling;
         let class = self.class;
         // The windows each tile checks, found in one walk over windows and passes.
@@ -472,14 +488,14 @@ impl Detector {
         let mut passes: Vec<&Tile> = plan.iter().collect();
         passes.dedup_by_key(|t| t.scale);
         let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.len()];
-        for region in regions {
-            let window = region.grow(0.25);
+        for r in redacted {
+            let window = r.region.grow(0.25);
             let Some(inside) = window.intersection(&image_box) else {
                 continue;
             };
             for scale in passes
                 .iter()
-                .filter(|p| rechecked_at(class, &tiling, finest, region, &image_box, p))
+                .filter(|p| rechecked_at(class, &tiling, (finest, coarsest), r, &image_box, p))
                 .map(|p| p.scale)
             {
                 let pass = || plan.iter().enumerate().filter(|(_, t)| t.scale == scale);
@@ -738,14 +754,19 @@ mod tests {
     }
 
     #[test]
-    fn the_recheck_skips_coarse_passes_for_small_regions_and_fine_ones_for_regions_no_tile_holds() {
+    fn the_recheck_skips_coarse_passes_for_small_regions_and_fine_ones_for_large_objects() {
         let tiling = TilingConfig {
             tile_size: 1536,
             min_object: 40.0,
+            overlap: 160,
             ..tiles::ANY_SIZE_TILING
         };
         let image = BoxF::new(0.0, 0.0, 4000.0, 3000.0);
-        let face = |side: f32| BoxF::new(100.0, 100.0, 100.0 + side, 100.0 + side);
+        // a face's region is 1.8 times its box, as by default
+        let face = |side: f32| Redacted {
+            object: BoxF::new(100.0, 100.0, 100.0 + side / 1.8, 100.0 + side / 1.8),
+            region: BoxF::new(100.0, 100.0, 100.0 + side, 100.0 + side),
+        };
         let tile = |scale: f32| Tile {
             x: 0,
             y: 0,
@@ -753,8 +774,16 @@ mod tests {
             height: (1536.0 / scale) as u32,
             scale,
         };
+        let passes = (4.0, 0.24);
         let at = |side: f32, scale: f32| {
-            rechecked_at(Class::Face, &tiling, 4.0, &face(side), &image, &tile(scale))
+            rechecked_at(
+                Class::Face,
+                &tiling,
+                passes,
+                &face(side),
+                &image,
+                &tile(scale),
+            )
         };
         // an 18 px region at 4×: the finest pass, always looked at
         assert!(at(18.0, 4.0));
@@ -762,13 +791,17 @@ mod tests {
         assert!(at(18.0, 1.0));
         // … at 0.5× 13.5 px: too small to be seen
         assert!(!at(18.0, 0.5));
-        // a 270 px region (a 150 px face) is still held by a 4× tile of 1536
-        assert!(at(270.0, 4.0));
-        // a 1100 px region is not, at 4× or 2×, but is at 1×
+        // the 4× pass keeps faces up to 80 px (twice its overlap of 160 model pixels): a
+        // region of 144 px (an 80 px face) is looked at there, one of 270 px (150 px) only
+        // at 1×, which keeps faces up to 320 px
+        assert!(at(144.0, 4.0));
+        assert!(!at(270.0, 4.0));
+        assert!(at(270.0, 1.0));
+        // a 1100 px region (a 611 px face) is held by no tile of 1536 at 4×, 2× or 1×
         assert!(!at(1100.0, 4.0));
         assert!(!at(1100.0, 2.0));
-        assert!(at(1100.0, 1.0));
-        // a region larger than any tile is held by the pass over the whole image
+        assert!(!at(1100.0, 1.0));
+        // a region larger than any tile is held by the pass over the whole image, the last
         let whole = Tile {
             x: 0,
             y: 0,
@@ -776,23 +809,14 @@ mod tests {
             height: 3000,
             scale: 0.24,
         };
-        let frame_filling = BoxF::new(-500.0, -500.0, 4500.0, 3500.0);
-        assert!(rechecked_at(
-            Class::Face,
-            &tiling,
-            4.0,
-            &frame_filling,
-            &image,
-            &whole
-        ));
-        assert!(!rechecked_at(
-            Class::Face,
-            &tiling,
-            4.0,
-            &frame_filling,
-            &image,
-            &tile(1.0)
-        ));
+        let frame_filling = Redacted {
+            object: BoxF::new(0.0, 0.0, 4000.0, 3000.0),
+            region: BoxF::new(-500.0, -500.0, 4500.0, 3500.0),
+        };
+        let at_scale =
+            |t: &Tile| rechecked_at(Class::Face, &tiling, passes, &frame_filling, &image, t);
+        assert!(at_scale(&whole));
+        assert!(!at_scale(&tile(1.0)));
     }
 
     #[test]
