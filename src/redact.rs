@@ -767,7 +767,10 @@ mod tests {
         // large boxes keep their padding, which covers them with more to spare: 40 % of
         // 400 px on each side, where the core reaches 2 px beyond the box at 39.3 %
         let large = detection(Class::Face, BoxF::new(0.0, 0.0, 400.0, 400.0));
-        assert_eq!(config.region(&large), BoxF::new(-160.0, -160.0, 560.0, 560.0));
+        assert_eq!(
+            config.region(&large),
+            BoxF::new(-160.0, -160.0, 560.0, 560.0)
+        );
     }
 
     #[test]

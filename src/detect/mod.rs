@@ -254,7 +254,8 @@ pub const CUT_SHARE: f32 = 0.25;
 
 /// The score a candidate must reach to be kept: `small` for objects no larger than
 /// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others, and
-/// `cut` for objects cut by the frame, whatever their size. A model scores the smallest objects
+/// `cut` for objects cut by the frame, whatever their size, unless their size's own is lower
+/// (centerface-int8's small objects: 0.08 against a cut threshold of 0.1). A model scores the smallest objects
 /// lowest (it sees them upscaled, with little detail), and a false box over a small object's
 /// area changes few pixels; a false large box blurs a patch of background anyone notices. So
 /// the small objects get a lower threshold. An object cut by the frame shows only part of
@@ -301,12 +302,16 @@ impl Thresholds {
 
     /// The score an object of class `class` at `bbox` must reach (see [`Self::keeps`]).
     pub fn needed(&self, class: Class, bbox: &BoxF, frame: Option<&BoxF>) -> f32 {
-        if frame.is_some_and(|f| bbox.share_outside(f) >= CUT_SHARE) {
-            self.cut.min(self.large)
-        } else if class.size(bbox) <= self.small_up_to {
+        let by_size = if class.size(bbox) <= self.small_up_to {
             self.small
         } else {
             self.large
+        };
+        // A cut object shows less of itself than a whole one of its size: never held higher.
+        if frame.is_some_and(|f| bbox.share_outside(f) >= CUT_SHARE) {
+            self.cut.min(by_size)
+        } else {
+            by_size
         }
     }
 }
@@ -704,6 +709,11 @@ mod tests {
         assert!(!t.keeps(Class::Face, &c(50.0, 0.04), Some(&across)));
         let overhung = BoxF::new(15.0, 0.0, 120.0, 200.0);
         assert!(!t.keeps(Class::Face, &c(50.0, 0.06), Some(&overhung)));
+        // a cut threshold above the small one (as centerface-int8's: cut 0.1, small 0.08)
+        // never holds a small cut object higher than a whole one of its size
+        let high_cut = Thresholds { cut: 0.12, ..t };
+        assert!(high_cut.keeps(Class::Face, &c(20.0, 0.1), Some(&across)));
+        assert!(!high_cut.keeps(Class::Face, &c(50.0, 0.11), Some(&across)));
         assert_eq!(t.floor(None), 0.1);
         assert_eq!(t.floor(Some(&frame)), 0.05);
         let half = t.scaled(0.5);
