@@ -114,8 +114,8 @@ fn spanned(tile: &Tile, windows: &[BoxF]) -> Tile {
     }
 }
 
-/// Whether the re-check looks at a redacted `region` (grown from `object`) in the pass that
-/// `pass` is a tile of, in a plan whose passes run from `finest` to `coarsest`:
+/// Whether the re-check looks at `redacted` (a region, and the object it was grown from) in the
+/// pass that `pass` is a tile of, in a plan whose passes run from `finest` to `coarsest`:
 ///
 /// - where the pass shows the region's window (the region grown by a quarter on every side) at
 ///   least at half the model's smallest object, or is the finest pass (a blurred face can still
@@ -255,14 +255,14 @@ pub const CUT_SHARE: f32 = 0.25;
 /// The score a candidate must reach to be kept: `small` for objects no larger than
 /// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others, and
 /// `cut` for objects cut by the frame, whatever their size, unless their size's own is lower
-/// (centerface-int8's small objects: 0.08 against a cut threshold of 0.1). A model scores the smallest objects
-/// lowest (it sees them upscaled, with little detail), and a false box over a small object's
-/// area changes few pixels; a false large box blurs a patch of background anyone notices. So
-/// the small objects get a lower threshold. An object cut by the frame shows only part of
-/// itself (the mirrored border completes it only as a reflection), scores lower still, and a
-/// false box there changes only the part inside the frame. It counts as cut when at least
-/// [`CUT_SHARE`] of it lies beyond the frame: a box that only overhangs the edge shows the
-/// model nearly all of its object, and at the plates' cut threshold (0.01) a helmet at the
+/// (centerface-int8's small objects: 0.08 against a cut threshold of 0.1). A model scores the
+/// smallest objects lowest (it sees them upscaled, with little detail), and a false box over a
+/// small object's area changes few pixels; a false large box blurs a patch of background anyone
+/// notices. So the small objects get a lower threshold. An object cut by the frame shows only
+/// part of itself (the mirrored border completes it only as a reflection), scores lower still,
+/// and a false box there changes only the part inside the frame. It counts as cut when at
+/// least [`CUT_SHARE`] of it lies beyond the frame: a box that only overhangs the edge shows
+/// the model nearly all of its object, and at the plates' cut threshold (0.01) a helmet at the
 /// bottom of a portrait, overhanging by 4 %, was blurred as a 224 × 192 px plate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -466,8 +466,8 @@ impl Detector {
     }
 
     /// Looks again, at `thresholds`, only around the `redacted` regions (each grown by a quarter
-    /// of its size on every side into a window), in the passes of the tile plan that [`rechecked_at`] picks
-    /// for each: a cheap check of redacted regions.
+    /// of its size on every side into a window), in the passes of the tile plan that
+    /// [`rechecked_at`] picks for each: a cheap check of redacted regions.
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
@@ -807,7 +807,8 @@ mod tests {
         assert!(at(144.0, 4.0));
         assert!(!at(270.0, 4.0));
         assert!(at(270.0, 1.0));
-        // a 1100 px region (a 611 px face) is held by no tile of 1536 at 4×, 2× or 1×
+        // a 1100 px region (a 611 px face): no tile of 1536 holds it at 4× or 2×, and 1× does
+        // not keep faces that large
         assert!(!at(1100.0, 4.0));
         assert!(!at(1100.0, 2.0));
         assert!(!at(1100.0, 1.0));
