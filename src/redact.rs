@@ -63,11 +63,16 @@ impl ClassRedaction {
     /// corners sit at 1 / (1 + 2·padding) of the way to the mask's edge on each axis, and the
     /// core ends where the feather begins.
     fn min_padding(&self) -> f32 {
-        let corner = match self.shape {
+        (self.corner() / (1.0 - self.feather) - 1.0) / 2.0
+    }
+
+    /// How far out a box's corner lies against the edge of the mask drawn around it, on each
+    /// axis: an ellipse through the corners of a rectangle is √2 times its half-sides.
+    fn corner(&self) -> f32 {
+        match self.shape {
             Shape::Ellipse => std::f32::consts::SQRT_2,
             Shape::Rect => 1.0,
-        };
-        (corner / (1.0 - self.feather) - 1.0) / 2.0
+        }
     }
 
     /// The margin on each side of a box `side` px long (across or down) that the padding
@@ -76,11 +81,8 @@ impl ClassRedaction {
     /// feather begins. On a 12 px face found by the re-check at the edge of the frame, a
     /// margin of 2 px under a feather left the face's last 3 px partly sharp.
     fn margin(&self, side: f32) -> f32 {
-        let corner = match self.shape {
-            Shape::Ellipse => std::f32::consts::SQRT_2,
-            Shape::Rect => 1.0,
-        };
-        let core_margin = side * self.min_padding() + corner * MIN_MARGIN_PX / (1.0 - self.feather);
+        let core_margin =
+            side * self.min_padding() + self.corner() * MIN_MARGIN_PX / (1.0 - self.feather);
         (side * self.padding).max(core_margin)
     }
 }

@@ -124,10 +124,10 @@ fn spanned(tile: &Tile, windows: &[BoxF]) -> Tile {
 ///   they cannot, detection could not have seen the object whole there either, and the blurred
 ///   inside of so large a region shows that pass only smooth shading. A pass whose one tile is
 ///   the whole image holds every region;
-/// - where the pass keeps objects of the object's size ([`TilingConfig::reach`]), or is the
-///   last: detection finds it again only there, and a finer pass sees a large blurred head as
-///   parts, at a cost of the region's area times the square of its scale (a 200 px face's
-///   window at 4× is as large as a 1080p frame).
+/// - where the pass keeps objects of the object's size ([`TilingConfig::largest_kept`]; the
+///   last keeps every size): detection finds it again only there, and a finer pass sees a
+///   large blurred head as parts, at a cost of the region's area times the square of its scale
+///   (a 200 px face's window at 4× is as large as a 1080p frame).
 fn rechecked_at(
     class: Class,
     tiling: &TilingConfig,
@@ -143,7 +143,7 @@ fn rechecked_at(
         || region
             .intersection(image)
             .is_some_and(|r| r.width().max(r.height()) * scale <= tiling.tile_size as f32);
-    let kept = scale == coarsest || class.size(&redacted.object) <= tiling.reach(scale);
+    let kept = class.size(&redacted.object) <= tiling.largest_kept(scale, coarsest);
     shown && held && kept
 }
 
@@ -385,11 +385,7 @@ impl Detector {
         let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let mut all = Vec::new();
         for tile in &plan {
-            let largest = if tile.scale == coarsest {
-                f32::INFINITY
-            } else {
-                self.settings.tiling.reach(tile.scale)
-            };
+            let largest = self.settings.tiling.largest_kept(tile.scale, coarsest);
             all.extend(self.run_tile(img, tile, self.settings.thresholds, frame, largest)?);
         }
         if let (Some(frame), Some(finest)) = (frame, plan.first()) {

@@ -114,6 +114,16 @@ impl TilingConfig {
         REACH * self.overlap as f32 / scale
     }
 
+    /// The largest object, in source pixels, that a pass at `scale` keeps in a plan whose last
+    /// pass is at `last`: every size at the last, up to its [`Self::reach`] at the others.
+    pub fn largest_kept(&self, scale: f32, last: f32) -> f32 {
+        if scale == last {
+            f32::INFINITY
+        } else {
+            self.reach(scale)
+        }
+    }
+
     /// Checks the ranges; returns the first problem, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.whole_size < 32 || self.tile_size < 32 {
@@ -228,8 +238,7 @@ mod tests {
                 let passes: Vec<f32> = passes(&plan).iter().map(|p| p.scale).collect();
                 for size in (10..=w.max(h)).step_by(3).map(|s| s as f32) {
                     let kept = passes.iter().any(|&s| {
-                        size * s >= tiling.min_object - 0.01
-                            && (s == last || size <= tiling.reach(s))
+                        size * s >= tiling.min_object - 0.01 && size <= tiling.largest_kept(s, last)
                     });
                     assert!(
                         kept,
