@@ -549,105 +549,110 @@ impl Evaluation {
     }
 }
 
+/// Runs `work` on every one of `items` on `threads` workers, each with its own pipeline of
+/// `engine`, taking the next item as it finishes one.
+fn on_workers<T: Sync>(
+    engine: &veil::pipeline::Engine,
+    items: &[T],
+    threads: usize,
+    work: impl Fn(&mut veil::pipeline::Pipeline, &T) + Sync,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut pipeline = engine.pipeline().expect("sessions load");
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    work(&mut pipeline, item);
+                }
+            });
+        }
+    });
+}
+
+/// Whether `detections` find object `t`: one of its class with an IoU over 0.3 with it.
+fn finds(detections: &[veil::detect::Detection], t: &Truth) -> bool {
+    detections
+        .iter()
+        .any(|d| d.class == t.class && d.bbox.iou(&t.bbox) > 0.3)
+}
+
 /// Anonymises every case of the set with `engine` on `threads` workers and scores the outputs.
 pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let list = cases();
-    let result = Mutex::new(Evaluation {
+    let result = std::sync::Mutex::new(Evaluation {
         buckets: Default::default(),
         misses: Vec::new(),
         seconds: Vec::new(),
         over_redaction: (0, 0),
         published: Vec::new(),
     });
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut pipeline = engine.pipeline().expect("sessions load");
-                while let Some(&(index, canvas, variant)) =
-                    list.get(next.fetch_add(1, Ordering::SeqCst))
-                {
-                    let case = case(index, canvas, variant);
-                    let t = std::time::Instant::now();
-                    let out = pipeline
-                        .anonymise(&case.bytes, &[veil::rendition::Rendition::default()])
-                        .expect("the set's images are valid");
-                    let secs = t.elapsed().as_secs_f64();
-                    let scores = score(&case, &out.outputs[0].bytes);
-                    let (changed, outside) = over_redaction(&case, &out.outputs[0].bytes);
-                    let mut r = result.lock().unwrap();
-                    r.over_redaction.0 += changed;
-                    r.over_redaction.1 += outside;
-                    let t = &out.report.timings;
-                    r.seconds
-                        .push((case.name.clone(), secs, t.detect_ms, t.verify_ms));
-                    for (t, ok) in case.truth.iter().zip(scores) {
-                        let e = r.buckets.entry(t.bucket.clone()).or_default();
-                        e.1 += 1;
-                        if ok {
-                            e.0 += 1;
-                        } else {
-                            // found but not covered, or not found at all: the two call for
-                            // different remedies (redaction or detection)
-                            let found = out
-                                .report
-                                .detections
-                                .iter()
-                                .any(|d| d.class == t.class && d.bbox.iou(&t.bbox) > 0.3);
-                            let how = if found {
-                                "found, not covered"
-                            } else {
-                                "not found"
-                            };
-                            r.misses.push(format!("{} {} {how}", case.name, t.bucket));
-                        }
-                    }
-                    let bytes = out.outputs.into_iter().next().map(|o| o.bytes);
-                    r.published.push((case.truth, bytes.unwrap_or_default()));
+    on_workers(
+        engine,
+        &cases(),
+        threads,
+        |pipeline, &(index, canvas, variant)| {
+            let case = case(index, canvas, variant);
+            let t = std::time::Instant::now();
+            let mut out = pipeline
+                .anonymise(&case.bytes, &[veil::rendition::Rendition::default()])
+                .expect("the set's images are valid");
+            let secs = t.elapsed().as_secs_f64();
+            let bytes = out.outputs.swap_remove(0).bytes;
+            let scores = score(&case, &bytes);
+            let (changed, outside) = over_redaction(&case, &bytes);
+            let mut r = result.lock().unwrap();
+            r.over_redaction.0 += changed;
+            r.over_redaction.1 += outside;
+            let t = &out.report.timings;
+            r.seconds
+                .push((case.name.clone(), secs, t.detect_ms, t.verify_ms));
+            for (t, ok) in case.truth.iter().zip(scores) {
+                let e = r.buckets.entry(t.bucket.clone()).or_default();
+                e.1 += 1;
+                if ok {
+                    e.0 += 1;
+                } else {
+                    // found but not covered, or not found at all: the two call for different
+                    // remedies (redaction or detection)
+                    let how = if finds(&out.report.detections, t) {
+                        "found, not covered"
+                    } else {
+                        "not found"
+                    };
+                    r.misses.push(format!("{} {} {how}", case.name, t.bucket));
                 }
-            });
-        }
-    });
+            }
+            r.published.push((case.truth, bytes));
+        },
+    );
     result.into_inner().unwrap()
 }
 
-/// Per bucket, how many objects of the evaluation's outputs `engine` still finds (a detection
-/// of the object's class with an IoU over 0.3 with it, as a miss counts as found) when it runs
-/// them through detection again, on `threads` workers. With the engine's re-check off this is
-/// full detection at the detection thresholds: what the re-check is there to bring to none.
+/// Per bucket, how many objects of the evaluation's outputs `engine` still finds (as a miss
+/// counts as found: [`finds`]) when it runs them through detection again, on `threads`
+/// workers. With the engine's re-check off this is full detection at the detection
+/// thresholds: what the re-check is there to bring to none.
 pub fn found_again(
     engine: &veil::pipeline::Engine,
     eval: &Evaluation,
     threads: usize,
 ) -> std::collections::BTreeMap<String, u32> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let found = Mutex::new(std::collections::BTreeMap::new());
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut pipeline = engine.pipeline().expect("sessions load");
-                while let Some((truth, bytes)) =
-                    eval.published.get(next.fetch_add(1, Ordering::SeqCst))
-                {
-                    let again = pipeline
-                        .anonymise(bytes, &[veil::rendition::Rendition::default()])
-                        .expect("veil reads its own outputs");
-                    let mut found = found.lock().unwrap();
-                    for t in truth {
-                        let hit = again
-                            .report
-                            .detections
-                            .iter()
-                            .any(|d| d.class == t.class && d.bbox.iou(&t.bbox) > 0.3);
-                        *found.entry(t.bucket.clone()).or_insert(0) += u32::from(hit);
-                    }
-                }
-            });
-        }
-    });
+    let found = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    on_workers(
+        engine,
+        &eval.published,
+        threads,
+        |pipeline, (truth, bytes)| {
+            let again = pipeline
+                .anonymise(bytes, &[veil::rendition::Rendition::default()])
+                .expect("veil reads its own outputs");
+            let mut found = found.lock().unwrap();
+            for t in truth {
+                let hit = finds(&again.report.detections, t);
+                *found.entry(t.bucket.clone()).or_insert(0) += u32::from(hit);
+            }
+        },
+    );
     found.into_inner().unwrap()
 }
