@@ -138,7 +138,6 @@ def prepare(entry: dict, src: Path, dst: Path) -> None:
         drop_initializer_inputs(model)
         symbolic_io(model, batch=True)
     elif family == "yolov8":
-        # The detection head bakes the 640x640 anchor grid into constants: keep the size.
         to_float32(model)
         if len(model.graph.output) > 1:
             detections_only(model)
@@ -151,27 +150,119 @@ def prepare(entry: dict, src: Path, dst: Path) -> None:
         onnx.utils.extract_model(str(dst), str(dst), ["images"], ["output0"])
     if "quantise" in entry:
         quantise(family, entry["quantise"], dst)
+    if family == "yolov8":
+        # After quantisation, whose shape inference cannot follow a grid computed at run time;
+        # the grid is computed in float, as the rest of the head's arithmetic.
+        model = onnx.load(str(dst))
+        any_size(model)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(dst))
 
 
 def detections_only(model: onnx.ModelProto) -> None:
     """Turn a YOLOv8 segmentation graph into a detection graph: output0 keeps its box and class
-    rows only (not the 32 mask coefficients), and output1 (the mask prototypes) goes; `prepare`
-    then prunes the branch that computed it (~30 % of the run). veil reads boxes and scores
-    only."""
+    rows only (the concatenation that writes it loses its last input, the 32 mask coefficients),
+    and output1 (the mask prototypes) goes; `prepare` then prunes the branches that computed
+    them (~33 % of the run). veil reads boxes and scores only."""
     graph = model.graph
-    rows = graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    keep = rows - 32
-    for node in graph.node:
-        for i, name in enumerate(node.output):
-            if name == "output0":
-                node.output[i] = "output0_with_masks"
-    for name, values in [("detections_starts", [0]), ("detections_ends", [keep]), ("detections_axes", [1])]:
-        graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=np.int64), name))
-    graph.node.append(onnx.helper.make_node(
-        "Slice", ["output0_with_masks", "detections_starts", "detections_ends", "detections_axes"],
-        ["output0"], name="/model.22/detections_only"))
-    graph.output[0].type.tensor_type.shape.dim[1].dim_value = keep
+    writer = next(n for n in graph.node if "output0" in n.output)
+    if writer.op_type != "Concat" or len(writer.input) != 3:
+        sys.exit(f"error: output0 is written by {writer.op_type} {writer.name}, expected the "
+                 "concatenation of boxes, scores and mask coefficients")
+    del writer.input[2]
+    graph.output[0].type.tensor_type.shape.dim[1].dim_value -= 32
     del graph.output[1:]
+
+
+def _const(graph, name: str, values, dtype) -> str:
+    graph.initializer.append(numpy_helper.from_array(np.array(values, dtype=dtype), name))
+    return name
+
+
+def any_size(model: onnx.ModelProto) -> None:
+    """Let a YOLOv8 detection graph take any input size that is a multiple of 32, as veil's
+    tiles and re-check sheets need; the exporter fixes it at 640x640.
+
+    The head bakes the grid of that size into constants: the anchor points (1, 2, 8400), their
+    strides (1, 8400) and the shapes of the DFL reshapes. The reshapes get -1 in place of 8400,
+    and the anchors and strides are computed from the shape of each of the three feature maps
+    the head concatenates, as Ultralytics' `make_anchors` does (cell centres, row by row), so
+    that at 640x640 the output is the same."""
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    anchors_at = 8400
+    # The DFL splits the concatenation of the three levels' (1, 4 * 16 + classes, -1) reshapes.
+    producer = {o: n for n in graph.node for o in n.output}
+    split = next(n for n in graph.node if n.op_type == "Split" and n.name.startswith("/model.22/"))
+    levels = [producer[name] for name in producer[split.input[0]].input]
+    if len(levels) != 3 or any(n.op_type != "Reshape" for n in levels):
+        sys.exit("error: expected the DFL to split three reshaped head levels")
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        if array.dtype == np.int64 and array.ndim == 1 and array.size > 1 and array[-1] == anchors_at:
+            array = array.copy()
+            array[-1] = -1
+            init.CopyFrom(numpy_helper.from_array(array, init.name))
+    baked = {name: numpy_helper.to_array(t) for name, t in inits.items()
+             if numpy_helper.to_array(t).shape in [(1, 2, anchors_at), (1, anchors_at)]}
+    baked.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                  if n.op_type == "Constant"
+                  and numpy_helper.to_array(n.attribute[0].t).shape in [(1, 2, anchors_at), (1, anchors_at)]})
+    points = [n for n, a in baked.items() if a.shape == (1, 2, anchors_at)]
+    strides = [n for n, a in baked.items() if a.shape == (1, anchors_at)]
+    if len(points) != 1 or len(strides) != 1:
+        sys.exit(f"error: expected one anchor-point and one stride constant, found {points} {strides}")
+    # 8, 16, 32: the strides in the order of the levels.
+    values = baked[strides[0]].reshape(-1)
+    level_strides = values[np.sort(np.unique(values, return_index=True)[1])]
+    p = "/model.22/any_size/"
+    half = _const(graph, p + "half", 0.5, np.float32)
+    one = _const(graph, p + "one", 1.0, np.float32)
+    zero = _const(graph, p + "zero", 0.0, np.float32)
+    row = _const(graph, p + "row", [1, -1], np.int64)
+    axis0 = _const(graph, p + "axis0", [0], np.int64)
+    axis1 = _const(graph, p + "axis1", [1], np.int64)
+    nodes, xy_parts, stride_parts = [], [], []
+    node = lambda op, ins, out, **kw: nodes.append(onnx.helper.make_node(op, ins, [out], name=out, **kw)) or out
+    for level, reshape in enumerate(levels):
+        q = f"{p}level{level}/"
+        feature = reshape.input[0]
+        shape = node("Shape", [feature], q + "shape")
+        side = {}
+        for axis, dim in (("y", 2), ("x", 3)):
+            n = node("Gather", [shape, _const(graph, q + f"dim_{axis}", dim, np.int64)], q + f"n_{axis}", axis=0)
+            n = node("Cast", [n], q + f"n_{axis}_float", to=TensorProto.FLOAT)
+            end = node("Add", [n, half], q + f"end_{axis}")
+            side[axis] = node("Range", [half, end, one], q + f"centres_{axis}")
+        x_row = node("Unsqueeze", [side["x"], axis0], q + "x_row")
+        y_column = node("Unsqueeze", [side["y"], axis1], q + "y_column")
+        zeros = node("Add", [node("Mul", [x_row, zero], q + "x_zeros"),
+                             node("Mul", [y_column, zero], q + "y_zeros")], q + "zeros")
+        grid_x = node("Reshape", [node("Add", [x_row, zeros], q + "grid_x2"), row], q + "grid_x")
+        grid_y = node("Reshape", [node("Add", [y_column, zeros], q + "grid_y2"), row], q + "grid_y")
+        xy_parts.append(node("Concat", [grid_x, grid_y], q + "points", axis=0))
+        stride = float(level_strides[level])
+        stride_parts.append(node("Add", [node("Reshape", [zeros, row], q + "zeros_row"),
+                                         _const(graph, q + "stride", stride, np.float32)], q + "strides"))
+    xy = node("Concat", xy_parts, p + "points", axis=1)
+    node("Unsqueeze", [xy, axis0], points[0])
+    node("Concat", stride_parts, strides[0], axis=1)
+    # Replace the constants by the computed tensors of the same names.
+    inits = [i for i in graph.initializer if i.name not in baked]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    kept = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in baked)]
+    first_user = min(i for i, n in enumerate(kept) if set(n.input) & set(baked))
+    del graph.node[:]
+    graph.node.extend(kept[:first_user] + nodes + kept[first_user:])
+    dims = graph.input[0].type.tensor_type.shape.dim
+    for i in (2, 3):
+        dims[i].ClearField("dim_value")
+        dims[i].dim_param = f"images_d{i}"
+    out = graph.output[0].type.tensor_type.shape.dim[2]
+    out.ClearField("dim_value")
+    out.dim_param = "anchors"
+    del graph.value_info[:]
 
 
 class _Calibration:

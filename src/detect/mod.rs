@@ -20,7 +20,7 @@ use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::BoxF;
-use input::{InputSpec, Preparer};
+use input::{Canvas, InputSpec, Preparer};
 use tiles::{Tile, TilingConfig};
 
 /// What a detection is of; each class has its own redaction settings.
@@ -145,6 +145,16 @@ fn rechecked_at(
             .is_some_and(|r| r.width().max(r.height()) * scale <= tiling.tile_size as f32);
     let kept = class.size(&redacted.object) <= tiling.largest_kept(scale, coarsest);
     shown && held && kept
+}
+
+/// The width and height of a model's image input where it declares fixed ones: a model exported
+/// for one size (Ultralytics' YOLOv8 exports: 640 × 640) rather than prepared by setup for any.
+fn fixed_input(session: &Session) -> Option<(u32, u32)> {
+    let shape = session.inputs().first()?.dtype().tensor_shape()?;
+    match **shape {
+        [_, _, height, width] if height > 0 && width > 0 => Some((width as u32, height as u32)),
+        _ => None,
+    }
 }
 
 /// A region the re-check looks at, and the object whose redaction it is.
@@ -334,6 +344,8 @@ pub struct Detector {
     family: Box<dyn Family>,
     session: Session,
     settings: DetectorSettings,
+    /// The family's input, on the canvas the model itself declares (see [`Detector::new`]).
+    input: InputSpec,
     preparer: Preparer,
 }
 
@@ -343,14 +355,20 @@ impl Detector {
         class: Class,
         family: Box<dyn Family>,
         session: Session,
-        settings: DetectorSettings,
+        mut settings: DetectorSettings,
     ) -> Self {
+        let mut input = family.input();
+        if let Some((width, height)) = fixed_input(&session) {
+            input.canvas = Canvas::Fixed { width, height };
+            settings.tiling = settings.tiling.within(width.min(height));
+        }
         Self {
             name,
             class,
             family,
             session,
             settings,
+            input,
             preparer: Preparer::default(),
         }
     }
@@ -597,7 +615,7 @@ impl Detector {
         tile: &Tile,
         floor: f32,
     ) -> Result<Vec<Candidate>, DetectError> {
-        let prepared = self.preparer.prepare(img, tile, &self.family.input());
+        let prepared = self.preparer.prepare(img, tile, &self.input);
         let found = self
             .run(&prepared.tensor, prepared.canvas, floor)
             .map_err(|message| DetectError {

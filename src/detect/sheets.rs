@@ -1,8 +1,9 @@
 //! Many small windows of an image, each scaled to the pass it is checked at and copied side by
 //! side onto a few sheets, so that a model sees them in one run instead of one run each.
 //!
-//! Re-checking redacted regions looks only around each region, at several scales; with a
-//! fixed-canvas model a window of 60 × 25 px still costs a whole 640 × 640 run. Laid out on a
+//! Re-checking redacted regions looks only around each region, at several scales; a run costs
+//! more than its pixels (a window of 60 × 25 px costs a whole 640 × 640 run on a model with a
+//! fixed input, and a few milliseconds of fixed cost on any). Laid out on a
 //! sheet in model pixels (shelves of windows separated by a gutter of neutral grey, at least as
 //! wide as the smallest object the model finds, so that no window lends another an object), one
 //! run covers dozens of windows, whatever scale each was taken at. A box found on a sheet belongs

@@ -124,6 +124,18 @@ impl TilingConfig {
         }
     }
 
+    /// This tiling for a model that takes inputs of `side` model pixels at most: tiles and the
+    /// whole pass no larger, and tiles sharing at most half of themselves.
+    pub fn within(self, side: u32) -> Self {
+        let tile_size = self.tile_size.min(side);
+        Self {
+            whole_size: self.whole_size.min(side),
+            tile_size,
+            overlap: self.overlap.min(tile_size / 2),
+            ..self
+        }
+    }
+
     /// Checks the ranges; returns the first problem, naming the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.whole_size < 32 || self.tile_size < 32 {
@@ -347,6 +359,23 @@ mod tests {
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert_eq!((summary[0].scale, summary[0].tiles), (0.8, 6));
         assert_eq!(summary[1].tiles, 1);
+    }
+
+    #[test]
+    fn a_model_with_a_fixed_input_gets_tiles_and_a_whole_pass_no_larger() {
+        let large = TilingConfig {
+            tile_size: 1536,
+            overlap: 400,
+            whole_size: 960,
+            ..PLATES
+        };
+        let fitted = large.within(640);
+        assert_eq!(
+            (fitted.tile_size, fitted.overlap, fitted.whole_size),
+            (640, 320, 640)
+        );
+        assert_eq!(PLATES.within(640), PLATES);
+        assert!(fitted.validate().is_ok());
     }
 
     #[test]
