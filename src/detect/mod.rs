@@ -310,7 +310,7 @@ impl Thresholds {
         c.score >= self.needed(class, &c.bbox, frame)
     }
 
-    /// The score an object of class `class` at `bbox` must reach (see [`Self::keeps`]).
+    /// The score an object of class `class` at `bbox` must reach (see `Thresholds::keeps`).
     pub fn needed(&self, class: Class, bbox: &BoxF, frame: Option<&BoxF>) -> f32 {
         let by_size = if class.size(bbox) <= self.small_up_to {
             self.small
@@ -481,12 +481,12 @@ impl Detector {
 
     /// Looks again, at `thresholds`, only around the `redacted` regions (each grown by a quarter
     /// of its size on every side into a window), in the passes of the tile plan that
-    /// [`rechecked_at`] picks for each: a cheap check of redacted regions.
+    /// `rechecked_at` picks for each: a cheap check of redacted regions.
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
     /// sheet; a tile mostly covered by windows is run as one piece, over the part of it its
-    /// windows span ([`spanned`]), and so is a pass of one tile (the coarse pass for large
+    /// windows span (`spanned`), and so is a pass of one tile (the coarse pass for large
     /// objects: one run at the model's own size, and a blurred head next to another can be
     /// scored as one large box that neither window holds; t1.jpg, two heads scored 0.19 as one
     /// by a whole-image run); the other windows, of every pass, are scaled to their pass and

@@ -103,7 +103,7 @@ const REACH: f32 = 2.0;
 
 impl TilingConfig {
     /// The largest object, in source pixels, that a pass at `scale` keeps when it is not the
-    /// plan's last: [`REACH`] times the largest it is responsible for (its tiles' overlap). The
+    /// plan's last: `REACH` times the largest it is responsible for (its tiles' overlap). The
     /// passes after it see larger objects whole and at most `overlap / min_object` times
     /// smaller, nearer the sizes the model was measured at; a finer pass shows them upscaled,
     /// or in parts, and what a model scores there is mostly texture: on a portrait (biden.jpg of
