@@ -189,7 +189,6 @@ def any_size(model: onnx.ModelProto) -> None:
     the head concatenates, as Ultralytics' `make_anchors` does (cell centres, row by row), so
     that at 640x640 the output is the same."""
     graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
     anchors_at = 8400
     # The DFL splits the concatenation of the three levels' (1, 4 * 16 + classes, -1) reshapes.
     producer = {o: n for n in graph.node for o in n.output}
@@ -203,11 +202,8 @@ def any_size(model: onnx.ModelProto) -> None:
             array = array.copy()
             array[-1] = -1
             init.CopyFrom(numpy_helper.from_array(array, init.name))
-    baked = {name: numpy_helper.to_array(t) for name, t in inits.items()
-             if numpy_helper.to_array(t).shape in [(1, 2, anchors_at), (1, anchors_at)]}
-    baked.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                  if n.op_type == "Constant"
-                  and numpy_helper.to_array(n.attribute[0].t).shape in [(1, 2, anchors_at), (1, anchors_at)]})
+    arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    baked = {name: a for name, a in arrays.items() if a.shape in [(1, 2, anchors_at), (1, anchors_at)]}
     points = [n for n, a in baked.items() if a.shape == (1, 2, anchors_at)]
     strides = [n for n, a in baked.items() if a.shape == (1, anchors_at)]
     if len(points) != 1 or len(strides) != 1:
@@ -247,14 +243,15 @@ def any_size(model: onnx.ModelProto) -> None:
     xy = node("Concat", xy_parts, p + "points", axis=1)
     node("Unsqueeze", [xy, axis0], points[0])
     node("Concat", stride_parts, strides[0], axis=1)
-    # Replace the constants by the computed tensors of the same names.
-    inits = [i for i in graph.initializer if i.name not in baked]
+    # Replace the constants by the computed tensors of the same names, computed before their
+    # first reader (a graph's nodes are in topological order).
+    kept = [i for i in graph.initializer if i.name not in baked]
     del graph.initializer[:]
-    graph.initializer.extend(inits)
-    kept = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in baked)]
-    first_user = min(i for i, n in enumerate(kept) if set(n.input) & set(baked))
+    graph.initializer.extend(kept)
+    old = list(graph.node)
+    first_user = min(i for i, n in enumerate(old) if set(n.input) & set(baked))
     del graph.node[:]
-    graph.node.extend(kept[:first_user] + nodes + kept[first_user:])
+    graph.node.extend(old[:first_user] + nodes + old[first_user:])
     dims = graph.input[0].type.tensor_type.shape.dim
     for i in (2, 3):
         dims[i].ClearField("dim_value")

@@ -42,9 +42,9 @@ impl Family for Yolov8 {
             nms_iou: 0.4,
             // Tiles of 640, the size it was trained at, though it takes any: tiles of 1536 (with
             // the same overlap) cost 14 % less detection over the small-object set but cover 6
-            // fewer of its 637 plates (8 lost, 2 gained). Small plates that fall in two tiles of 640 (a
-            // fifth of each tile is shared) are scored twice, at two offsets from the model's
-            // grid, and some pass the threshold at only one.
+            // fewer of its 637 plates (8 lost, 2 gained). Small plates that fall in two tiles of
+            // 640 (a fifth of each tile is shared) are scored twice, at two offsets from the
+            // model's grid, and some pass the threshold at only one.
             tiling: TilingConfig {
                 whole_size: 640,
                 tile_size: 640,
