@@ -5,7 +5,8 @@
 //! int8's place, and the plan of earlier releases (objects assumed to be at least 48 px: a whole
 //! pass and few tiles). Prints a table; scripts/bench.sh runs it. For the default it also counts
 //! the objects that full detection (the re-check off) still finds in its outputs.
-//! `RECALL_ONLY=float` runs only the configurations whose name contains it; `RECALL_SWEEP=1`
+//! `RECALL_ONLY=float` runs only the configurations whose name contains it (`RECALL_ONLY=default`
+//! the default alone: a name equal to it wins); `RECALL_SWEEP=1`
 //! runs each detector alone at several thresholds instead, the measurements behind the default
 //! thresholds. Needs the runtime, models and photos of scripts/prepare.sh.
 //!
@@ -27,7 +28,11 @@ fn configs() -> Vec<(String, Config)> {
         side_by_side()
     };
     let only = std::env::var("RECALL_ONLY").unwrap_or_default();
-    list.retain(|(name, _)| name.contains(&only));
+    if list.iter().any(|(name, _)| *name == only) {
+        list.retain(|(name, _)| *name == only);
+    } else {
+        list.retain(|(name, _)| name.contains(&only));
+    }
     list
 }
 
