@@ -31,12 +31,17 @@ const VERIFY_MARGIN: f32 = 0.5;
 /// over such a find is looked at again: blob after blob around each face.
 const VERIFY_MARGIN_LARGE: f32 = 0.75;
 
+/// Whether a find of the re-check is large: more than twice the small-object size.
+fn is_large(class: Class, find: &BoxF, thresholds: &Thresholds) -> bool {
+    class.size(find) > 2.0 * thresholds.small_up_to
+}
+
 /// Whether a find of the re-check scores enough for its size, given the detector's own
-/// thresholds: the re-check searches at [`VERIFY_MARGIN`] of them, and a find more than twice
-/// the small-object size must reach [`VERIFY_MARGIN_LARGE`] of the threshold a detection
-/// holds it to (the one for cut objects where the `frame` cuts it, see [`Thresholds`]).
+/// thresholds: the re-check searches at [`VERIFY_MARGIN`] of them, and a large find (see
+/// [`is_large`]) must reach [`VERIFY_MARGIN_LARGE`] of the threshold a detection holds it to
+/// (the one for cut objects where the `frame` cuts it, see [`Thresholds`]).
 fn recheck_keeps(class: Class, find: &Detection, thresholds: &Thresholds, frame: &BoxF) -> bool {
-    class.size(&find.bbox) <= 2.0 * thresholds.small_up_to
+    !is_large(class, &find.bbox, thresholds)
         || find.score >= VERIFY_MARGIN_LARGE * thresholds.needed(class, &find.bbox, Some(frame))
 }
 
@@ -75,15 +80,33 @@ impl Mirrored {
 /// [`Class::size`]) and still count as what remains of it, or of a neighbour it half hides.
 const RESIDUE_MAX_GROWTH: f32 = 2.0;
 
+/// How much a large find of the re-check and a redacted region must share, as a fraction of
+/// the smaller of the two, for the find to count as what remains of the region's object.
+const RESIDUE_MIN_OVERLAP: f32 = 0.5;
+
 /// Whether a find of the re-check is a residue of one of the redacted `regions`: it overlaps
-/// the region and is at most [`RESIDUE_MAX_GROWTH`] times its size. The re-check lowers the
+/// the region, and is at most [`RESIDUE_MAX_GROWTH`] times its size. The re-check lowers the
 /// threshold only to ask whether a redacted object can still be seen; at half the threshold a
 /// tile run whole for a crowd of regions also scores large stretches of background, and a box
 /// many times a region's size is not that region seen again (the full-threshold detection
 /// already looked for large objects).
-fn is_residue(class: Class, find: &BoxF, regions: &[BoxF]) -> bool {
+///
+/// A `large` find (see [`is_large`]) must also share at least [`RESIDUE_MIN_OVERLAP`] of the
+/// smaller of the two (a find within the region, or a whole object around a part-found one):
+/// the edge of a fill laid over a large residue makes new blobs beside it, each filled in turn
+/// (t1.jpg, a group photo: finds of 41–216 px mostly beside every region). A small find need
+/// only touch a region: small objects stand close in a crowd, and one beside a redacted
+/// neighbour can be found only by the re-check (a 16 px face cut by the frame, between two
+/// found ones, on the small-object set), at the cost of a few pixels.
+fn is_residue(class: Class, find: &BoxF, regions: &[BoxF], large: bool) -> bool {
     regions.iter().any(|r| {
-        find.intersection(r).is_some() && class.size(find) <= RESIDUE_MAX_GROWTH * class.size(r)
+        let shared = find.intersection(r).map_or(0.0, |i| i.area());
+        let enough = if large {
+            shared >= RESIDUE_MIN_OVERLAP * find.area().min(r.area())
+        } else {
+            shared > 0.0
+        };
+        enough && class.size(find) <= RESIDUE_MAX_GROWTH * class.size(r)
     })
 }
 
@@ -480,7 +503,12 @@ impl Pipeline {
                     .into_iter()
                     .filter(|f| {
                         recheck_keeps(class, f, &thresholds, &mirrored.frame)
-                            && is_residue(class, &f.bbox, &regions)
+                            && is_residue(
+                                class,
+                                &f.bbox,
+                                &regions,
+                                is_large(class, &f.bbox, &thresholds),
+                            )
                     })
                     .map(|f| Detection {
                         bbox: mirrored.outward(&f.bbox),
@@ -551,7 +579,7 @@ mod tests {
     #[test]
     fn a_residue_overlaps_a_redacted_region_and_is_not_many_times_its_size() {
         let regions = [BoxF::new(100.0, 100.0, 130.0, 140.0)]; // 40 px high
-        let residue = |b: BoxF| is_residue(Class::Face, &b, &regions);
+        let residue = |b: BoxF| is_residue(Class::Face, &b, &regions, false);
         assert!(
             residue(BoxF::new(105.0, 105.0, 125.0, 135.0)),
             "the blurred face again"
@@ -565,6 +593,10 @@ mod tests {
             "beside the region, not on it"
         );
         assert!(
+            residue(BoxF::new(120.0, 100.0, 150.0, 140.0)),
+            "a small find a third on the region, the rest beside it"
+        );
+        assert!(
             !residue(BoxF::new(0.0, 0.0, 400.0, 500.0)),
             "a box of background many times the region's size"
         );
@@ -573,12 +605,36 @@ mod tests {
         assert!(is_residue(
             Class::Plate,
             &BoxF::new(0.0, 0.0, 60.0, 50.0),
-            &plate
+            &plate,
+            false
         ));
         assert!(!is_residue(
             Class::Plate,
             &BoxF::new(0.0, 0.0, 130.0, 20.0),
-            &plate
+            &plate,
+            false
         ));
+    }
+
+    #[test]
+    fn a_large_residue_lies_mostly_on_a_redacted_region() {
+        let regions = [BoxF::new(100.0, 100.0, 200.0, 220.0)]; // 120 px high
+        let residue = |b: BoxF| is_residue(Class::Face, &b, &regions, true);
+        assert!(
+            residue(BoxF::new(110.0, 110.0, 190.0, 210.0)),
+            "the blurred face again"
+        );
+        assert!(
+            residue(BoxF::new(140.0, 100.0, 220.0, 220.0)),
+            "three quarters on the region"
+        );
+        assert!(
+            residue(BoxF::new(80.0, 80.0, 260.0, 300.0)),
+            "the whole face around a part-found one"
+        );
+        assert!(
+            !residue(BoxF::new(170.0, 180.0, 260.0, 260.0)),
+            "a blob by the region's corner, a sixth of it on the region"
+        );
     }
 }
