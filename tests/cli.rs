@@ -151,6 +151,29 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
 }
 
 #[test]
+fn cores_no_image_would_use_run_the_inference_of_the_images_there_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("small.png");
+    image::RgbImage::from_fn(96, 64, |x, y| {
+        image::Rgb([(x * 2) as u8, (y * 3) as u8, 90])
+    })
+    .save(&input)
+    .unwrap();
+    let cfg = write_config(tmp.path(), &root().join("models"));
+    for (workers, summary) in [
+        ("3", "with 1 workers of 3 inference threads"),
+        ("1", "with 1 workers of 1 inference threads"),
+    ] {
+        let out = tmp.path().join(format!("out{workers}"));
+        let run = anonymise(&cfg, &input, &out, &["-w".as_ref(), workers.as_ref()]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{stderr}");
+        assert!(stderr.contains(summary), "-w {workers}: {stderr}");
+        assert!(out.join("small.png").is_file());
+    }
+}
+
+#[test]
 fn inputs_whose_copies_would_land_on_the_same_path_are_refused_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
     for cam in ["cam1", "cam2"] {
