@@ -529,7 +529,7 @@ impl Detector {
             }
         }
         // A sheet's side and the gutter between its windows, in model pixels.
-        let (side, gutter) = (tiling.tile_size, tiling.min_object.ceil() as u32);
+        let (side, gutter) = (tiling.tile_size, sheets::gutter(tiling.min_object));
         let room = sheets::room(side, gutter) as f32;
         let alone = |t: &Tile| plan.iter().filter(|u| u.scale == t.scale).count() == 1;
         let mut whole = Vec::new();

@@ -4,15 +4,28 @@
 //! Re-checking redacted regions looks only around each region, at several scales; a run costs
 //! more than its pixels (a window of 60 × 25 px costs a whole 640 × 640 run on a model with a
 //! fixed input, and a few milliseconds of fixed cost on any). Laid out on a
-//! sheet in model pixels (shelves of windows separated by a gutter of neutral grey, at least as
-//! wide as the smallest object the model finds, so that no window lends another an object), one
-//! run covers dozens of windows, whatever scale each was taken at. A box found on a sheet belongs
-//! to the window holding its centre and is mapped back to the image.
+//! sheet in model pixels (shelves of windows separated by a gutter of neutral grey, half as wide
+//! as the smallest object the model finds, see [`gutter`]), one run covers dozens of windows,
+//! whatever scale each was taken at. A box found on a sheet belongs to the window holding its
+//! centre and most of its area, and is mapped back to the image; one made across a gutter of
+//! two windows' pixels is dropped, so that no window lends another an object.
 
 use image::{Rgb, RgbImage};
 
 use super::tiles::Tile;
 use crate::geometry::BoxF;
+
+/// The share of a box found on a sheet that must lie on the window holding its centre (see
+/// [`Sheet::to_image`]).
+const ON_WINDOW: f32 = 2.0 / 3.0;
+
+/// The gutter between windows on a sheet, in model pixels, for a model whose smallest object
+/// is `min_object` model pixels: half of it. A grey gutter keeps each window's content apart
+/// (no hard seam between two windows' pixels); a box reaching across one into a neighbour is
+/// dropped ([`Sheet::to_image`]), so it need not be as wide as an object.
+pub fn gutter(min_object: f32) -> u32 {
+    (min_object / 2.0).ceil() as u32
+}
 
 /// Where one window of the image lies on its sheet.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,7 +50,10 @@ pub struct Sheet {
 }
 
 impl Sheet {
-    /// Maps a box found on the sheet back to the image, if its centre lies in a window.
+    /// Maps a box found on the sheet back to the image, if it lies on a window: its centre in
+    /// the window, and at least [`ON_WINDOW`] of its area on it. The model saw only the window's
+    /// pixels of the image; a box reaching further across the gutter is made of grey and of a
+    /// neighbouring window's pixels, not an object of this one.
     pub fn to_image(&self, b: &BoxF) -> Option<BoxF> {
         let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
         self.placements.iter().find_map(|p| {
@@ -45,7 +61,10 @@ impl Sheet {
             let (w, h) = p.size();
             let (w, h) = (w as f32, h as f32);
             let inside = cx >= ax && cx < ax + w && cy >= ay && cy < ay + h;
-            inside.then(|| {
+            let on = BoxF::new(ax, ay, ax + w, ay + h)
+                .intersection(b)
+                .map_or(0.0, |i| i.area());
+            (inside && on >= ON_WINDOW * b.area()).then(|| {
                 let scale = (w / p.window.width as f32, h / p.window.height as f32);
                 let offset = (
                     p.window.x as f32 - ax / scale.0,
@@ -296,6 +315,27 @@ mod tests {
             )
         };
         assert!(rect(a).intersection(&rect(b)).is_none());
+    }
+
+    #[test]
+    fn a_box_reaching_across_the_gutter_is_no_object_of_its_window() {
+        let img = RgbImage::new(400, 300);
+        let windows = [window(0, 0, 40, 40, 1.0), window(100, 0, 40, 40, 1.0)];
+        let (sheets, _) = lay_out(&windows, 256, 8, pixels_of(&img));
+        let sheet = &sheets[0];
+        let (left, right) = (sheet.placements[0].at, sheet.placements[1].at);
+        assert_eq!(left.1, right.1, "side by side on one shelf");
+        let (x, y) = (left.0 as f32, left.1 as f32);
+        // Centred in the left window, three quarters on it: overhanging its edge a little.
+        assert!(
+            sheet
+                .to_image(&BoxF::new(x + 10.0, y, x + 50.0, y + 40.0))
+                .is_some()
+        );
+        // Centred in the left window, but two fifths of it the gutter and the right window.
+        let across = BoxF::new(x, y, right.0 as f32 + 20.0, y + 40.0);
+        assert!((across.x1 + across.x2) / 2.0 < x + 40.0);
+        assert_eq!(sheet.to_image(&across), None);
     }
 
     #[test]
