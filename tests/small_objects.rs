@@ -70,17 +70,19 @@ fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
 }
 
 /// What the default configuration covers per size bucket (measured: README "Small objects"),
-/// less a margin: a guard against regressions. The goal is 0.99 everywhere; faces of 24 px and
-/// plates of 28 and 40 px reach it, faces of 10, 12 and 16 px and plates of 20 px come within one
-/// or two objects of it, not yet there with the models veil can ship.
+/// less a margin of about one object: a guard against regressions. The goal is 0.99 everywhere;
+/// every face bucket and plates of 28 and 40 px reach it (all covered), plates of 20 px come
+/// within two objects of it (of the four missed, two are cut by the frame along their length to
+/// 2.5 and 3.8 px of their height, and two score 0.021 and 0.035 against a threshold of 0.05),
+/// not yet there with the models veil can ship.
 const FLOORS: [(&str, f64); 7] = [
-    ("face 10 px", 0.97),
-    ("face 12 px", 0.96),
-    ("face 16 px", 0.97),
-    ("face 24 px", 0.97),
-    ("plate 20 px", 0.96),
+    ("face 10 px", 0.98),
+    ("face 12 px", 0.98),
+    ("face 16 px", 0.98),
+    ("face 24 px", 0.98),
+    ("plate 20 px", 0.97),
     ("plate 28 px", 0.98),
-    ("plate 40 px", 0.97),
+    ("plate 40 px", 0.98),
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
