@@ -59,22 +59,28 @@ impl Sheet {
     /// neighbouring window's pixels, not an object of this one.
     pub fn to_image(&self, b: &BoxF) -> Option<BoxF> {
         let (cx, cy) = ((b.x1 + b.x2) / 2.0, (b.y1 + b.y2) / 2.0);
-        self.placements.iter().find_map(|p| {
-            let (ax, ay) = (p.at.0 as f32, p.at.1 as f32);
+        let on_sheet = |p: &Placement| {
             let (w, h) = p.size();
-            let (w, h) = (w as f32, h as f32);
-            let inside = cx >= ax && cx < ax + w && cy >= ay && cy < ay + h;
-            let on = BoxF::new(ax, ay, ax + w, ay + h)
-                .intersection(b)
-                .map_or(0.0, |i| i.area());
-            (inside && on >= ON_WINDOW * b.area()).then(|| {
-                let scale = (w / p.window.width as f32, h / p.window.height as f32);
-                let offset = (
-                    p.window.x as f32 - ax / scale.0,
-                    p.window.y as f32 - ay / scale.1,
-                );
-                b.unscale(scale, offset)
-            })
+            let (x, y) = (p.at.0 as f32, p.at.1 as f32);
+            BoxF::new(x, y, x + w as f32, y + h as f32)
+        };
+        // Windows never overlap: at most one holds the centre, and it alone decides.
+        let p = self.placements.iter().find(|p| {
+            let r = on_sheet(p);
+            cx >= r.x1 && cx < r.x2 && cy >= r.y1 && cy < r.y2
+        })?;
+        let r = on_sheet(p);
+        let on = r.intersection(b).map_or(0.0, |i| i.area());
+        (on >= ON_WINDOW * b.area()).then(|| {
+            let scale = (
+                r.width() / p.window.width as f32,
+                r.height() / p.window.height as f32,
+            );
+            let offset = (
+                p.window.x as f32 - r.x1 / scale.0,
+                p.window.y as f32 - r.y1 / scale.1,
+            );
+            b.unscale(scale, offset)
         })
     }
 }
