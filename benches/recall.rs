@@ -3,8 +3,10 @@
 //! platedet-int8, planned from `[recall]`, small and cut objects held to lower thresholds), the
 //! float CenterFace in int8's place (the previous release's default), the float platedet in
 //! int8's place, and the plan of earlier releases (objects assumed to be at least 48 px: a whole
-//! pass and few tiles). Prints a table; scripts/bench.sh runs it. For the default it also counts
-//! the objects that full detection (the re-check off) still finds in its outputs.
+//! pass and few tiles); then the default again on the set made of held-apart faces
+//! (tests/data/bench_faces.toml), on which no setting of veil was chosen. Prints a table;
+//! scripts/bench.sh runs it. For the default it also counts the objects that full detection
+//! (the re-check off) still finds in its outputs.
 //! `RECALL_ONLY=float` runs only the configurations whose name contains it (`RECALL_ONLY=default`
 //! the default alone: a name equal to it wins); `RECALL_SWEEP=1`
 //! runs each detector alone at several thresholds instead, the measurements behind the default
@@ -18,8 +20,11 @@ mod common;
 
 use std::time::Instant;
 
-use common::smallset;
+use common::smallset::{self, Faces};
 use veil::config::{Config, RecallConfig};
+
+/// The name given to the default's run on the held-apart faces.
+const HELD_APART: &str = "default, held-apart faces";
 
 fn configs() -> Vec<(String, Config)> {
     let mut list = if std::env::var_os("RECALL_SWEEP").is_some() {
@@ -55,6 +60,7 @@ fn side_by_side() -> Vec<(String, Config)> {
             plate_min_px: 48.0,
         };
         list.push(("default models, 48 px plan", coarse));
+        list.push((HELD_APART, common::config()));
     }
     list.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
@@ -105,7 +111,12 @@ fn main() {
             .engine()
             .expect("models load (run scripts/prepare.sh)");
         let t = Instant::now();
-        let eval = smallset::evaluate(&engine, threads);
+        let faces = if name == HELD_APART {
+            Faces::HeldApart
+        } else {
+            Faces::Known
+        };
+        let eval = smallset::evaluate(&engine, threads, faces);
         let wall = t.elapsed().as_secs_f64();
         assert!(
             !eval.buckets.is_empty(),
@@ -118,7 +129,7 @@ fn main() {
         );
         // The default's outputs go through full detection again (its re-check off): the
         // objects it still finds, which the re-check is meant to leave at none.
-        let again = (name == "default").then(|| {
+        let again = (name == "default" || name == HELD_APART).then(|| {
             let mut plain = config.clone();
             plain.redaction.verify_passes = 0;
             let engine = plain.engine().expect("models load");
@@ -133,6 +144,12 @@ fn main() {
                 "| {bucket} | {covered}/{total} | {:.3} | {again} |",
                 *covered as f64 / *total as f64
             );
+        }
+        let mut misses = eval.misses;
+        misses.sort();
+        println!("objects not covered: {}", misses.len());
+        for m in &misses {
+            println!("- {m}");
         }
         let mut seconds = eval.seconds;
         seconds.sort_by(|a, b| a.0.cmp(&b.0));

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::smallset::{self, Case, Plane, Variant};
+use common::smallset::{self, Case, Faces, Plane, Variant};
 use common::*;
 use image::RgbImage;
 
@@ -52,7 +52,7 @@ fn covered_fraction(case: &Case, after: &RgbImage) -> f64 {
 
 #[test]
 fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
-    let case = smallset::case(0, (1280, 720), Variant::Plain);
+    let case = smallset::case(0, (1280, 720), Variant::Plain, Faces::Known);
     assert!(case.truth.len() > 80, "{} objects", case.truth.len());
     assert_eq!(covered_fraction(&case, &blurred_boxes(&case, 0.3)), 1.0);
     let weak = covered_fraction(&case, &blurred_boxes(&case, 0.04));
@@ -93,7 +93,7 @@ const OVER_REDACTION_CEILING: f64 = 0.014;
 #[test]
 fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {
     let engine = config().engine().expect("models load");
-    let eval = smallset::evaluate(&engine, 2);
+    let eval = smallset::evaluate(&engine, 2, Faces::Known);
     let over_redacted = eval.over_redacted();
     let smallset::Evaluation {
         buckets,

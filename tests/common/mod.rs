@@ -77,18 +77,29 @@ pub fn known_faces_of(file: &str) -> Vec<[f32; 4]> {
 
 /// The faces listed in tests/data/known_faces.toml: (photo file, boxes).
 pub fn known_faces() -> Vec<(String, Vec<[f32; 4]>)> {
+    faces_listed("known_faces.toml")
+        .into_iter()
+        .map(|p| (p.file, p.faces))
+        .collect()
+}
+
+/// One photo of a face list in tests/data.
+#[derive(serde::Deserialize)]
+pub struct ListedPhoto {
+    pub file: String,
+    pub faces: Vec<[f32; 4]>,
+    /// The photo whose picture this one holds too (in another format), if any.
+    pub copy_of: Option<String>,
+}
+
+/// The photos of tests/data/`list` (known_faces.toml, bench_faces.toml).
+pub fn faces_listed(list: &str) -> Vec<ListedPhoto> {
     #[derive(serde::Deserialize)]
-    struct Photo {
-        file: String,
-        faces: Vec<[f32; 4]>,
+    struct Listed {
+        photo: Vec<ListedPhoto>,
     }
-    #[derive(serde::Deserialize)]
-    struct Known {
-        photo: Vec<Photo>,
-    }
-    let text = std::fs::read_to_string(root().join("tests/data/known_faces.toml")).unwrap();
-    let known: Known = toml::from_str(&text).unwrap();
-    known.photo.into_iter().map(|p| (p.file, p.faces)).collect()
+    let text = std::fs::read_to_string(root().join("tests/data").join(list)).unwrap();
+    toml::from_str::<Listed>(&text).unwrap().photo
 }
 
 pub fn rect(b: &BoxF, img: &RgbImage) -> (u32, u32, u32, u32) {

@@ -1,8 +1,8 @@
 //! The small-object evaluation set and its scorer.
 //!
 //! The set is built, deterministically, from the real photos that scripts/fetch_test_images.py
-//! fetches by sha256: every known face (tests/data/known_faces.toml) scaled to 10, 12, 16 and 24 px
-//! high and every labelled plate (litealpr's set and the fast-alpr car) scaled to 20, 28 and 40 px
+//! fetches by sha256: every known face (tests/data/known_faces.toml; or, with [`Faces::HeldApart`],
+//! the faces of tests/data/bench_faces.toml) scaled to 10, 12, 16 and 24 px high and every labelled plate (litealpr's set and the fast-alpr car) scaled to 20, 28 and 40 px
 //! wide, each with some of its surroundings, pasted over face- and plate-free photos enlarged to
 //! 1280×720, 1920×1080, 3840×2160 and 4000×3000; then the same scenes cut by the frame, in
 //! grayscale, with the picture drawn in the alpha plane only, and stored sideways with an EXIF
@@ -19,12 +19,37 @@ use image::{GrayImage, RgbImage, RgbaImage};
 use veil::detect::Class;
 use veil::geometry::BoxF;
 
-use super::{CAR_PLATE, Lcg, known_faces, photo, segment, testdata};
+use super::{CAR_PLATE, Lcg, faces_listed, known_faces, photo, segment, testdata};
 
 pub const FACE_HEIGHTS: [u32; 4] = [10, 12, 16, 24];
 pub const PLATE_WIDTHS: [u32; 3] = [20, 28, 40];
 pub const CANVASES: [(u32, u32); 4] = [(1280, 720), (1920, 1080), (3840, 2160), (4000, 3000)];
 const BACKGROUNDS: [&str; 4] = ["motorcycle_left.png", "coffee.png", "rocket.jpg", "ihc.png"];
+
+/// The faces a set is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Faces {
+    /// The known faces (tests/data/known_faces.toml), on which veil's settings were chosen.
+    Known,
+    /// The faces of tests/data/bench_faces.toml, on which no setting of veil was chosen: other
+    /// people, poses and cameras, to show how the defaults carry over to faces they were not
+    /// tuned on. A photo that copies another one is left out.
+    HeldApart,
+}
+
+impl Faces {
+    /// (photo file, face boxes) of every photo of the list.
+    fn photos(self) -> Vec<(String, Vec<[f32; 4]>)> {
+        match self {
+            Faces::Known => known_faces(),
+            Faces::HeldApart => faces_listed("bench_faces.toml")
+                .into_iter()
+                .filter(|p| p.copy_of.is_none())
+                .map(|p| (p.file, p.faces))
+                .collect(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -45,6 +70,8 @@ pub struct Truth {
     pub bbox: BoxF,
     /// "face 10 px", "plate 28 px", …
     pub bucket: String,
+    /// The photo it was taken from, and which of its objects: "zidane.jpg #2".
+    pub origin: String,
 }
 
 pub struct Case {
@@ -62,10 +89,11 @@ struct Source {
     class: Class,
     patch: RgbImage,
     bbox: BoxF,
+    origin: String,
 }
 
 /// The object `b` of `img` with `gx` (`gy`) of its width (height) around it on each side.
-fn crop(img: &RgbImage, class: Class, b: &BoxF, (gx, gy): (f32, f32)) -> Source {
+fn crop(img: &RgbImage, class: Class, b: &BoxF, (gx, gy): (f32, f32), origin: String) -> Source {
     let dx = b.width() * gx;
     let dy = b.height() * gy;
     let x1 = (b.x1 - dx).max(0.0).floor() as u32;
@@ -81,20 +109,31 @@ fn crop(img: &RgbImage, class: Class, b: &BoxF, (gx, gy): (f32, f32)) -> Source 
             b.x2 - x1 as f32,
             b.y2 - y1 as f32,
         ),
+        origin,
     }
 }
 
-/// Every known face and plate, at its source size, with surroundings.
-fn sources() -> Vec<Source> {
+/// Every face of `faces` and every plate, at its source size, with surroundings. A face that
+/// its photo's frame cuts is left out: it would be pasted cut, and the set's edge-cut scenes
+/// cut faces themselves, by a known share.
+fn sources(faces: Faces) -> Vec<Source> {
     let mut out = Vec::new();
-    for (file, faces) in known_faces() {
+    for (file, boxes) in faces.photos() {
         let img = super::rgb(&photo(&file));
-        for f in faces {
-            out.push(crop(&img, Class::Face, &BoxF::from(f), (0.5, 0.4)));
+        let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
+        for (i, b) in boxes.into_iter().map(BoxF::from).enumerate() {
+            if b.x1 > frame.x1 && b.y1 > frame.y1 && b.x2 < frame.x2 && b.y2 < frame.y2 {
+                let origin = format!("{file} #{}", i + 1);
+                out.push(crop(&img, Class::Face, &b, (0.5, 0.4), origin));
+            }
         }
     }
     let car = super::rgb(&photo("fast_alpr_car.png"));
-    let mut plates = vec![(car, vec![BoxF::from(CAR_PLATE)])];
+    let mut plates = vec![(
+        "fast_alpr_car.png".to_string(),
+        car,
+        vec![BoxF::from(CAR_PLATE)],
+    )];
     let dir = testdata("plates");
     let mut images: Vec<_> = std::fs::read_dir(dir.join("images"))
         .expect("plate set fetched")
@@ -107,13 +146,15 @@ fn sources() -> Vec<Source> {
             .join("labels")
             .join(path.with_extension("txt").file_name().unwrap());
         let boxes = super::labelled_plates(&label, img.width(), img.height());
-        plates.push((img, boxes));
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        plates.push((file, img, boxes));
     }
     // a plate with the car around it (a plate width on each side, as far as the photo goes):
     // cameras see plates on cars, and plate detectors look for both
-    for (img, boxes) in plates {
-        for b in boxes {
-            out.push(crop(&img, Class::Plate, &b, (1.0, 3.0)));
+    for (file, img, boxes) in plates {
+        for (i, b) in boxes.iter().enumerate() {
+            let origin = format!("{file} #{}", i + 1);
+            out.push(crop(&img, Class::Plate, b, (1.0, 3.0), origin));
         }
     }
     out
@@ -130,6 +171,7 @@ fn scaled(s: &Source, size: u32) -> Source {
         class: s.class,
         patch: imageops::resize(&s.patch, w, h, FilterType::Lanczos3),
         bbox: BoxF::new(s.bbox.x1 * k, s.bbox.y1 * k, s.bbox.x2 * k, s.bbox.y2 * k),
+        origin: s.origin.clone(),
     }
 }
 
@@ -188,23 +230,24 @@ fn bucket(class: Class, size: u32) -> String {
 }
 
 /// One scene: every source at every size, spread over a jittered grid (or along the edges).
-fn scene(index: usize, canvas: (u32, u32), edge_cut: bool) -> (RgbImage, Vec<Truth>) {
-    scene_with(index, canvas, edge_cut, &FACE_HEIGHTS, &PLATE_WIDTHS)
+fn scene(index: usize, canvas: (u32, u32), edge_cut: bool, faces: Faces) -> (RgbImage, Vec<Truth>) {
+    scene_with(index, canvas, edge_cut, faces, &FACE_HEIGHTS, &PLATE_WIDTHS)
 }
 
-/// A scene with faces of `face_heights` and plates of `plate_widths` (in pixels), spread over
-/// a jittered grid (or along the edges).
+/// A scene with the faces of `faces` at `face_heights` and plates of `plate_widths` (in
+/// pixels), spread over a jittered grid (or along the edges).
 pub fn scene_with(
     index: usize,
     (w, h): (u32, u32),
     edge_cut: bool,
+    faces: Faces,
     face_heights: &[u32],
     plate_widths: &[u32],
 ) -> (RgbImage, Vec<Truth>) {
     let mut canvas = background(index, w, h);
     let mut rng = Lcg(index as u64 * 7919 + w as u64);
     let mut objects: Vec<(Source, u32)> = Vec::new();
-    for s in sources() {
+    for s in sources(faces) {
         let sizes = match s.class {
             Class::Face => face_heights,
             Class::Plate => plate_widths,
@@ -239,6 +282,7 @@ pub fn scene_with(
                 class: s.class,
                 bbox,
                 bucket: bucket(s.class, *size),
+                origin: s.origin.clone(),
             });
         }
     } else {
@@ -261,6 +305,7 @@ pub fn scene_with(
                 class: s.class,
                 bbox,
                 bucket: bucket(s.class, *size),
+                origin: s.origin.clone(),
             });
         }
     }
@@ -290,9 +335,9 @@ fn luma(p: &image::Rgb<u8>) -> u8 {
     ((77 * p.0[0] as u32 + 150 * p.0[1] as u32 + 29 * p.0[2] as u32) >> 8) as u8
 }
 
-/// One case of the set.
-pub fn case(index: usize, canvas: (u32, u32), variant: Variant) -> Case {
-    let (display, truth) = scene(index, canvas, variant == Variant::EdgeCut);
+/// One case of the set made of `faces`.
+pub fn case(index: usize, canvas: (u32, u32), variant: Variant, faces: Faces) -> Case {
+    let (display, truth) = scene(index, canvas, variant == Variant::EdgeCut, faces);
     let (views, bytes) = match variant {
         Variant::Plain | Variant::EdgeCut => {
             let bytes = png(&display.clone().into());
@@ -578,8 +623,9 @@ fn finds(detections: &[veil::detect::Detection], t: &Truth) -> bool {
         .any(|d| d.class == t.class && d.bbox.iou(&t.bbox) > 0.3)
 }
 
-/// Anonymises every case of the set with `engine` on `threads` workers and scores the outputs.
-pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
+/// Anonymises every case of the set made of `faces` with `engine` on `threads` workers and
+/// scores the outputs.
+pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize, faces: Faces) -> Evaluation {
     let result = std::sync::Mutex::new(Evaluation {
         buckets: Default::default(),
         misses: Vec::new(),
@@ -592,7 +638,7 @@ pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
         &cases(),
         threads,
         |pipeline, &(index, canvas, variant)| {
-            let case = case(index, canvas, variant);
+            let case = case(index, canvas, variant, faces);
             let t = std::time::Instant::now();
             let mut out = pipeline
                 .anonymise(&case.bytes, &[veil::rendition::Rendition::default()])
@@ -620,7 +666,8 @@ pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize) -> Evaluation {
                     } else {
                         "not found"
                     };
-                    r.misses.push(format!("{} {} {how}", case.name, t.bucket));
+                    r.misses
+                        .push(format!("{} {} ({}) {how}", case.name, t.bucket, t.origin));
                 }
             }
             r.published.push((case.truth, bytes));
