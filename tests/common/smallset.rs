@@ -1,12 +1,13 @@
 //! The small-object evaluation set and its scorer.
 //!
 //! The set is built, deterministically, from the real photos that scripts/fetch_test_images.py
-//! fetches by sha256: every known face (tests/data/known_faces.toml; or, with [`Faces::HeldApart`],
-//! the faces of tests/data/bench_faces.toml) scaled to 10, 12, 16 and 24 px high and every labelled plate (litealpr's set and the fast-alpr car) scaled to 20, 28 and 40 px
-//! wide, each with some of its surroundings, pasted over face- and plate-free photos enlarged to
-//! 1280×720, 1920×1080, 3840×2160 and 4000×3000; then the same scenes cut by the frame, in
-//! grayscale, with the picture drawn in the alpha plane only, and stored sideways with an EXIF
-//! orientation.
+//! fetches by sha256: every known face (tests/data/known_faces.toml; or, with
+//! [`Faces::HeldApart`], the faces of tests/data/bench_faces.toml) scaled to 10, 12, 16 and 24 px
+//! high and every labelled plate (litealpr's set and the fast-alpr car) scaled to 20, 28 and
+//! 40 px wide, each with some of its surroundings, pasted over face- and plate-free photos
+//! enlarged to 1280×720, 1920×1080, 3840×2160 and 4000×3000; then the same scenes cut by the
+//! frame, in grayscale, with the picture drawn in the alpha plane only, and stored sideways with
+//! an EXIF orientation.
 //!
 //! The scorer decides whether each object is covered in an output: at least 90 % of its detailed
 //! pixels obscured and at least 80 % of its detail energy gone, where detail is luminance minus a
