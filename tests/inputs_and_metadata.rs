@@ -325,6 +325,44 @@ fn sixteen_bit_alpha_grayscale_and_webp_inputs_keep_their_shape() {
     );
 }
 
+/// A photo with one translucent pixel is looked at in three views (as stored, over a white and
+/// over a black page) that show the same objects: each is found, redacted and reported once, as
+/// in the opaque photo, not once per view.
+#[test]
+fn a_translucent_photo_reports_each_object_once_not_once_per_view() {
+    let mut pipeline = pipeline_with(&config());
+    let astronaut = image::load_from_memory(&photo("astronaut.png")).unwrap();
+    let mut rgba = astronaut.to_rgba8();
+    rgba.get_pixel_mut(0, 0).0[3] = 128;
+    let mut translucent = Vec::new();
+    DynamicImage::ImageRgba8(rgba)
+        .write_to(
+            &mut std::io::Cursor::new(&mut translucent),
+            ImageFormat::Png,
+        )
+        .unwrap();
+    let found = |bytes: &[u8], pipeline: &mut veil::pipeline::Pipeline| {
+        let report = pipeline.anonymise(bytes, &[]).unwrap().report;
+        report.detections
+    };
+    let opaque = found(&photo("astronaut.png"), &mut pipeline);
+    let seen = found(&translucent, &mut pipeline);
+    assert!(
+        opaque
+            .iter()
+            .any(|d| d.bbox.iou(&BoxF::from(ASTRONAUT_FACE)) > 0.5)
+    );
+    assert_eq!(seen.len(), opaque.len(), "{seen:?}\nagainst\n{opaque:?}");
+    for d in &seen {
+        assert!(
+            opaque
+                .iter()
+                .any(|o| o.class == d.class && o.bbox.iou(&d.bbox) > 0.8),
+            "{d:?} is not among the opaque photo's detections {opaque:?}"
+        );
+    }
+}
+
 #[test]
 fn a_jpeg_that_makes_the_decoder_panic_is_refused_not_a_crash() {
     // Found by scripts/fuzz.sh: zune-jpeg 0.5.15 unwraps a None in its AVX2 IDCT on this file.
