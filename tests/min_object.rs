@@ -58,20 +58,16 @@ fn objects_found_per_size_at_one_scale() {
             plate_min_px: size as f32,
         };
         let found = pipeline_with(&c).detect(&img).unwrap();
-        let best = |t: &smallset::Truth| {
-            found
-                .iter()
-                .filter(|d| d.bbox.iou(&t.bbox) > 0.3)
-                .map(|d| d.score)
-                .fold(None, |a: Option<f32>, s| Some(a.map_or(s, |a| a.max(s))))
-        };
-        let hits = truth.iter().filter(|t| best(t).is_some()).count();
+        let (hits, missed): (Vec<_>, Vec<_>) = truth
+            .iter()
+            .partition(|t| found.iter().any(|d| d.bbox.iou(&t.bbox) > 0.3));
+        let hits = hits.len();
         println!(
             "{model} {size} px at scale {scale}: {hits}/{} found ({} detections)",
             truth.len(),
             found.len()
         );
-        for t in truth.iter().filter(|t| best(t).is_none()) {
+        for t in missed {
             println!("  not found: {}", t.origin);
         }
     }

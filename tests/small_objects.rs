@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::smallset::{self, Case, Faces, Plane, Variant};
 use common::*;
 use image::RgbImage;
@@ -123,7 +121,7 @@ fn covered_at_least(faces: Faces, floors: &[(&str, f64)]) {
     let over_redacted = eval.over_redacted();
     let smallset::Evaluation {
         buckets,
-        misses,
+        mut misses,
         seconds,
         ..
     } = eval;
@@ -134,17 +132,14 @@ fn covered_at_least(faces: Faces, floors: &[(&str, f64)]) {
             *covered as f64 / *total as f64
         );
     }
-    let mut by_case = BTreeMap::<String, u32>::new();
-    for m in misses {
-        *by_case.entry(m).or_default() += 1;
-    }
+    misses.sort();
     let (detect, verify) = seconds
         .iter()
         .fold((0.0, 0.0), |(d, v), (_, _, dm, vm)| (d + dm, v + vm));
     eprintln!(
         "{faces:?} faces\n{table}over-redaction {:.4} of the pixels away from every object\n\
          detection {:.1} s, re-check of redacted regions {:.1} s ({:.0} % of detection)\n\
-         misses by image and bucket: {by_case:#?}",
+         not covered: {misses:#?}",
         over_redacted,
         detect / 1e3,
         verify / 1e3,
