@@ -1,7 +1,7 @@
 //! `veil anonymise IN... --out DIR`: anonymise files and folders, in parallel, with a report.
 //!
 //! Folders are walked recursively and their relative paths kept under DIR. Each worker thread
-//! owns a pipeline (its own ONNX Runtime sessions). An image that fails is reported and skipped;
+//! owns a pipeline (its own ONNX Runtime sessions). An image that fails (veil crashing on it included) is reported and skipped;
 //! the others are still processed, and the exit code says that something failed. Outputs are
 //! written to a fresh temporary file (created exclusively, under a random name, so it can neither
 //! be shared by two workers nor follow a planted symlink) and renamed, so a crash never leaves a
@@ -138,16 +138,22 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
     let (tx, rx) = mpsc::channel();
     let (mut ok, mut failed, mut faces, mut plates) = (0usize, 0usize, 0usize, 0usize);
     std::thread::scope(|s| {
-        for mut pipeline in pipelines {
+        for pipeline in pipelines {
             let tx = tx.clone();
             let (jobs, next, rendition) = (&jobs, &next, &config.output);
             let target = Target {
                 out: &args.out,
                 claimed: &claimed,
             };
+            let engine = &engine;
             s.spawn(move || {
+                let mut pipeline = Some(pipeline);
                 while let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let result = process(&mut pipeline, job, &target, rendition);
+                    let result = isolated(
+                        &mut pipeline,
+                        || engine.pipeline().map_err(|e| e.to_string()),
+                        |p| process(p, job, &target, rendition),
+                    );
                     if tx.send((job, result)).is_err() {
                         break;
                     }
@@ -212,6 +218,30 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
 struct Target<'a> {
     out: &'a Path,
     claimed: &'a Mutex<HashSet<PathBuf>>,
+}
+
+/// Runs `work` on the worker's pipeline in `slot`, first building one with `rebuild` where the
+/// last one crashed. A panic is a bug in veil, not a fault of the image, but it must not stop
+/// the run: the image fails with one sentence (the panic hook has logged where it happened), the
+/// pipeline it left in an unknown state is dropped, and the next image gets a fresh one.
+fn isolated<P, T>(
+    slot: &mut Option<P>,
+    rebuild: impl FnOnce() -> Result<P, String>,
+    work: impl FnOnce(&mut P) -> Result<T, String>,
+) -> Result<T, String> {
+    let pipeline = match slot {
+        Some(p) => p,
+        None => slot.insert(
+            rebuild().map_err(|e| format!("cannot rebuild the pipeline after a crash: {e}"))?,
+        ),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(pipeline))) {
+        Ok(result) => result,
+        Err(_) => {
+            *slot = None;
+            Err("veil crashed on this image (a bug: see the log above); no copy was written".into())
+        }
+    }
 }
 
 /// Anonymises one file and writes its copy; returns the output path and the report.
@@ -365,6 +395,23 @@ mod tests {
             input: PathBuf::from(input),
             relative: PathBuf::from(relative),
         }
+    }
+
+    #[test]
+    fn a_crash_fails_its_image_alone_and_the_next_image_gets_a_fresh_pipeline() {
+        let mut slot = Some(1);
+        let rebuilt = || Ok(2);
+        assert_eq!(isolated(&mut slot, rebuilt, |p| Ok(*p)), Ok(1));
+        let crash = isolated(&mut slot, rebuilt, |_| -> Result<u32, String> {
+            panic!("bug")
+        });
+        assert!(crash.unwrap_err().contains("crashed on this image"));
+        assert_eq!(slot, None, "the crashed pipeline is dropped");
+        assert_eq!(isolated(&mut slot, rebuilt, |p| Ok(*p)), Ok(2));
+        assert_eq!(slot, Some(2));
+        slot = None;
+        let broken = isolated(&mut slot, || Err("no models".into()), |p: &mut u32| Ok(*p));
+        assert!(broken.unwrap_err().contains("no models"));
     }
 
     #[test]

@@ -140,9 +140,11 @@ impl Layout {
     }
 }
 
-/// The widest and tallest window a sheet of `side` pixels holds with `gutter` pixels around it.
+/// The widest and tallest window a sheet of `side` pixels holds with `gutter` pixels around it:
+/// the first window of a sheet starts at the gutter rounded up to [`ALIGN`], and a gutter
+/// follows the last.
 pub fn room(side: u32, gutter: u32) -> u32 {
-    side.saturating_sub(2 * gutter)
+    side.saturating_sub(aligned(gutter) + gutter)
 }
 
 /// Lays out `windows` (rectangles of an image, each with the scale it is to be seen at) on
@@ -379,6 +381,31 @@ mod tests {
                 (p.at.1 + p.size().1) as f32,
             );
             assert_eq!(sheet.to_image(&on_sheet), Some(t.bbox()));
+        }
+    }
+
+    #[test]
+    fn every_window_within_the_room_fits_an_empty_sheet_whatever_the_gutter() {
+        // The models' gutters (20 px for CenterFace, 28 for platedet) are not multiples of
+        // ALIGN: a window as large as the room once failed to fit a fresh sheet.
+        let img = RgbImage::new(700, 700);
+        for (side, gutter) in [(640, 28), (640, 20), (640, 24), (112, 5), (64, 0)] {
+            let room = room(side, gutter);
+            for (w, h) in [(room, room), (1, room), (room, 1), (room + 1, 1)] {
+                let windows = [window(0, 0, w, h, 1.0)];
+                let (sheets, too_large) = lay_out(&windows, side, gutter, pixels_of(&img));
+                let fits = w <= room && h <= room;
+                assert_eq!(
+                    sheets.len(),
+                    usize::from(fits),
+                    "{w} × {h} on {side} / {gutter}"
+                );
+                assert_eq!(too_large.len(), usize::from(!fits));
+                for p in sheets.iter().flat_map(|s| &s.placements) {
+                    assert!(p.at.0 + p.size().0 + gutter <= side);
+                    assert!(p.at.1 + p.size().1 + gutter <= side);
+                }
+            }
         }
     }
 
