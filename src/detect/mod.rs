@@ -157,6 +157,49 @@ fn fixed_input(session: &Session) -> Option<(u32, u32)> {
     }
 }
 
+/// What the tiles of a plan found, split by whether an edge the tile shares with a neighbour
+/// cuts it ([`Tile::cuts`]). A model's box of an object it sees in part is of that part, and
+/// can outscore the whole object seen by the neighbour: on a 4K frame of faces 20 px high,
+/// six faces across the edge between two tiles were kept with the box of their upper or lower
+/// half and a band of chin or brow stayed sharp. Where both are found, the whole one's box is
+/// kept, whatever the scores ([`Found::settle`]): from the neighbouring tile for an object no
+/// larger than the tiles' overlap, from a coarser pass for a larger one, which every tile of
+/// the finer pass cuts. A cut find that nothing whole overlaps is kept as well.
+#[derive(Default)]
+struct Found {
+    whole: Vec<Candidate>,
+    cut: Vec<Candidate>,
+}
+
+impl Found {
+    /// The candidates kept: see [`nms::nms_preferring`].
+    fn settle(self, iou: f32) -> Vec<Candidate> {
+        nms::nms_preferring(self.whole, self.cut, iou)
+    }
+
+    /// Adds what `tile` of an image of `image` size found, each box then placed in the
+    /// searched image by `place` (dropped where it gives none).
+    fn add(
+        &mut self,
+        found: Vec<Candidate>,
+        tile: &Tile,
+        image: (u32, u32),
+        place: impl Fn(BoxF) -> Option<BoxF>,
+    ) {
+        for c in found {
+            let cut = tile.cuts(&c.bbox, image);
+            if let Some(bbox) = place(c.bbox) {
+                let c = Candidate { bbox, ..c };
+                if cut {
+                    self.cut.push(c);
+                } else {
+                    self.whole.push(c);
+                }
+            }
+        }
+    }
+}
+
 /// A region the re-check looks at, and the object whose redaction it is.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Redacted {
@@ -393,7 +436,9 @@ impl Detector {
     /// the last keeps objects up to its reach ([`TilingConfig::reach`]). `frame` is the
     /// picture's frame where `img` extends it with a border (see `Thresholds`); its edges are
     /// then looked at a second time with grey beyond them, for classes
-    /// [`Class::hidden_by_its_mirror`] ([`edges`]).
+    /// [`Class::hidden_by_its_mirror`] ([`edges`]). Where one tile saw an object whole and
+    /// another cut by an edge it shares with a neighbour, the whole one's box is kept
+    /// ([`Found`]).
     pub fn detect(
         &mut self,
         img: &RgbImage,
@@ -401,15 +446,16 @@ impl Detector {
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let coarsest = plan.last().map_or(1.0, |t| t.scale);
-        let mut all = Vec::new();
+        let mut found = Found::default();
         for tile in &plan {
             let largest = self.settings.tiling.largest_kept(tile.scale, coarsest);
-            all.extend(self.run_tile(img, tile, self.settings.thresholds, frame, largest)?);
+            let on_tile = self.run_tile(img, tile, self.settings.thresholds, frame, largest)?;
+            found.add(on_tile, tile, img.dimensions(), Some);
         }
         if let (Some(frame), Some(finest)) = (frame, plan.first()) {
-            all.extend(self.detect_at_edges(img, frame, finest.scale)?);
+            self.detect_at_edges(img, frame, finest.scale, &mut found)?;
         }
-        Ok(self.finish(img, all))
+        Ok(self.finish(img, found.settle(self.settings.nms_iou)))
     }
 
     /// For each pair of opposite edges ([`edges`]), for classes [`Class::hidden_by_its_mirror`]
@@ -447,14 +493,15 @@ impl Detector {
             .collect()
     }
 
-    /// Candidates in the bands along the edges of `frame` within `img`, seen with grey beyond
-    /// the edge ([`edges`]); `scale` is the finest pass over `img`.
+    /// Adds to `found` the candidates in the bands along the edges of `frame` within `img`,
+    /// seen with grey beyond the edge ([`edges`]); `scale` is the finest pass over `img`.
     fn detect_at_edges(
         &mut self,
         img: &RgbImage,
         frame: &BoxF,
         scale: f32,
-    ) -> Result<Vec<Candidate>, DetectError> {
+        found: &mut Found,
+    ) -> Result<(), DetectError> {
         let clip = |from: f32, to: f32, len: u32| (from.max(0.0) as u32, (to as u32).min(len));
         let rows = clip(frame.y1, frame.y2, img.height());
         let columns = clip(frame.x1, frame.x2, img.width());
@@ -462,21 +509,18 @@ impl Detector {
             columns.1.saturating_sub(columns.0),
             rows.1.saturating_sub(rows.0),
         );
-        let mut found = Vec::new();
         for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
             let strip = edges::Strip::new(img, pair, pair.across((columns, rows)).0, band);
             for tile in &plan {
                 let largest = self.settings.tiling.reach(tile.scale);
                 let on_strip =
                     self.run_tile(&strip.image, tile, self.settings.thresholds, None, largest)?;
-                found.extend(on_strip.into_iter().filter_map(|c| {
-                    strip
-                        .to_extended(&c.bbox)
-                        .map(|bbox| Candidate { bbox, ..c })
-                }));
+                found.add(on_strip, tile, strip.image.dimensions(), |b| {
+                    strip.to_extended(&b)
+                });
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Looks again, at `thresholds`, only around the `redacted` regions (each grown by a quarter

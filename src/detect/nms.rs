@@ -14,6 +14,20 @@ pub fn nms(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
     kept
 }
 
+/// [`nms`] over `first`, then the candidates of `then` that no kept one overlaps by more than
+/// `iou`, merged among themselves: a candidate of `first` wins over any of `then`, whatever
+/// their scores. Returned best first.
+pub fn nms_preferring(first: Vec<Candidate>, then: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
+    let mut kept = nms(first, iou);
+    let rest = then
+        .into_iter()
+        .filter(|c| kept.iter().all(|k| k.bbox.iou(&c.bbox) <= iou))
+        .collect();
+    kept.extend(nms(rest, iou));
+    kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +48,17 @@ mod tests {
         );
         let scores: Vec<f32> = kept.iter().map(|k| k.score).collect();
         assert_eq!(scores, vec![0.9, 0.3]);
+    }
+
+    #[test]
+    fn the_preferred_candidates_win_over_the_others_whatever_their_scores() {
+        // an object seen whole at 0.5 and cut at 0.9; elsewhere, two cut finds of one object
+        let kept = nms_preferring(
+            vec![c(0.0, 0.5)],
+            vec![c(1.0, 0.9), c(50.0, 0.3), c(51.0, 0.4)],
+            0.3,
+        );
+        let found: Vec<(f32, f32)> = kept.iter().map(|k| (k.bbox.x1, k.score)).collect();
+        assert_eq!(found, vec![(0.0, 0.5), (51.0, 0.4)]);
     }
 }

@@ -49,6 +49,11 @@ pub fn scaled(w: u32, h: u32, s: f32) -> (u32, u32) {
     )
 }
 
+/// How near, in model pixels, a box must come to an edge a tile shares with its neighbour to
+/// count as cut by it ([`Tile::cuts`]): one output cell of CenterFace's grid. A box that only
+/// ends near the edge is seen whole by the neighbour as well, so counting it cut loses nothing.
+const TILE_EDGE: f32 = 4.0;
+
 /// Tiling for models that accept any input size (YuNet, CenterFace): tiles of 1536 px sharing
 /// 160, and a whole pass at 960 px. `min_object` is each family's own (models/README.md).
 pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
@@ -63,6 +68,19 @@ impl Tile {
     /// The tile's size in model pixels (before a fixed-canvas model shrinks it to fit).
     pub fn model_size(&self) -> (u32, u32) {
         scaled(self.width, self.height, self.scale)
+    }
+
+    /// Whether `b` (image pixels) reaches an edge this tile shares with a neighbouring tile,
+    /// in an image of `image` size: within [`TILE_EDGE`] model pixels of it, or past it. The
+    /// model then saw only part of that object, and its box is of that part; the neighbour,
+    /// whose tile shares the overlap, sees an object no larger than the overlap whole.
+    pub fn cuts(&self, b: &crate::geometry::BoxF, image: (u32, u32)) -> bool {
+        let margin = TILE_EDGE / self.scale;
+        let t = self.bbox();
+        (self.x > 0 && b.x1 <= t.x1 + margin)
+            || (self.y > 0 && b.y1 <= t.y1 + margin)
+            || (self.x + self.width < image.0 && b.x2 >= t.x2 - margin)
+            || (self.y + self.height < image.1 && b.y2 >= t.y2 - margin)
     }
 
     pub fn bbox(&self) -> crate::geometry::BoxF {
@@ -218,6 +236,7 @@ fn spans(length: u32, side: u32, shared: u32) -> (u32, Vec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::BoxF;
 
     const PLATES: TilingConfig = TilingConfig {
         whole_size: 640,
@@ -231,6 +250,31 @@ mod tests {
         tiles
             .iter()
             .any(|t| px >= t.x && px < t.x + t.width && py >= t.y && py < t.y + t.height)
+    }
+
+    #[test]
+    fn a_box_is_cut_by_the_edges_a_tile_shares_and_not_by_the_image_border() {
+        // the middle tile of three across a 1000 px wide image, at 4x: 1 px of margin
+        let tile = Tile {
+            x: 300,
+            y: 0,
+            width: 400,
+            height: 200,
+            scale: 4.0,
+        };
+        let cuts =
+            |x1: f32, y1: f32, x2: f32, y2: f32| tile.cuts(&BoxF::new(x1, y1, x2, y2), (1000, 200));
+        assert!(!cuts(320.0, 50.0, 340.0, 70.0), "inside");
+        assert!(cuts(300.0, 50.0, 320.0, 70.0), "on the left edge");
+        assert!(cuts(300.8, 50.0, 320.0, 70.0), "within the margin");
+        assert!(!cuts(301.5, 50.0, 320.0, 70.0), "beyond the margin");
+        assert!(cuts(680.0, 50.0, 703.0, 70.0), "past the right edge");
+        assert!(
+            !cuts(320.0, 0.0, 340.0, 200.0),
+            "top and bottom are the image's"
+        );
+        let first = Tile { x: 0, ..tile };
+        assert!(!first.cuts(&BoxF::new(0.0, 5.0, 9.0, 9.0), (1000, 200)));
     }
 
     /// Every object from the smallest guaranteed size up is seen at `min_object` or more by a

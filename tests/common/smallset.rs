@@ -313,6 +313,46 @@ pub fn scene_with(
     (canvas, truth)
 }
 
+/// A crowd: the faces of `faces`, `height` px high, each with the surroundings the set cuts
+/// around it, packed edge to edge in rows over a background, in turn until the frame is full.
+/// Faces this dense lie across every edge between two tiles of a detector's passes.
+pub fn crowd((w, h): (u32, u32), height: u32, faces: Faces) -> Case {
+    let mut canvas = background(0, w, h);
+    let people: Vec<Source> = sources(faces)
+        .iter()
+        .filter(|s| s.class == Class::Face)
+        .map(|s| scaled(s, height))
+        .collect();
+    let mut truth = Vec::new();
+    let mut next = people.iter().cycle();
+    let mut y = 0;
+    while let Some(row) = people.iter().map(|s| s.patch.height()).max()
+        && y + row <= h
+    {
+        let mut x = 0;
+        while let Some(s) = next.next()
+            && x + s.patch.width() <= w
+        {
+            let bbox = paste(&mut canvas, s, x as i64, y as i64, &truth);
+            truth.push(Truth {
+                class: Class::Face,
+                bbox,
+                bucket: bucket(Class::Face, height),
+                origin: s.origin.clone(),
+            });
+            x += s.patch.width();
+        }
+        y += row;
+    }
+    Case {
+        name: format!("crowd-{w}x{h}"),
+        variant: Variant::Plain,
+        bytes: png(&canvas.clone().into()),
+        views: vec![canvas],
+        truth,
+    }
+}
+
 pub fn png(img: &image::DynamicImage) -> Vec<u8> {
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
