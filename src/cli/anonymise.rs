@@ -3,10 +3,9 @@
 //! Folders are walked recursively and their relative paths kept under DIR. Each worker thread
 //! owns a pipeline (its own ONNX Runtime sessions). An image that fails, veil crashing on it
 //! included, is reported and skipped; the others are still processed, and the exit code says
-//! that something failed. Outputs are
-//! written to a fresh temporary file (created exclusively, under a random name, so it can neither
-//! be shared by two workers nor follow a planted symlink) and renamed, so a crash never leaves a
-//! half-written image. Two inputs whose copies would land at the same path are refused before
+//! that something failed. Outputs are written to a fresh temporary file (created exclusively,
+//! under a random name, so it can neither be shared by two workers nor follow a planted symlink)
+//! and renamed, so a crash never leaves a half-written image. Two inputs whose copies would land at the same path are refused before
 //! any work starts, so that no copy silently replaces another.
 
 use std::collections::{HashMap, HashSet};
