@@ -455,7 +455,7 @@ impl Detector {
         if let (Some(frame), Some(finest)) = (frame, plan.first()) {
             self.detect_at_edges(img, frame, finest.scale, &mut found)?;
         }
-        Ok(self.finish(img, found.settle(self.settings.nms_iou)))
+        Ok(self.finish(img, found))
     }
 
     /// For each pair of opposite edges ([`edges`]), for classes [`Class::hidden_by_its_mirror`]
@@ -633,6 +633,11 @@ impl Detector {
                 .filter_map(|c| sheet.to_image(&c.bbox).map(|bbox| Candidate { bbox, ..c }));
             found.extend(self.kept(in_image, thresholds, None));
         }
+        // Windows are cut to their regions on purpose: none of their finds counts as cut.
+        let found = Found {
+            whole: found,
+            cut: Vec::new(),
+        };
         Ok(self.finish(img, found))
     }
 
@@ -691,12 +696,13 @@ impl Detector {
         nms::nms(kept, self.settings.nms_iou)
     }
 
-    /// Merges candidates from all tiles into detections.
-    fn finish(&self, img: &RgbImage, all: Vec<Candidate>) -> Vec<Detection> {
+    /// Merges candidates from all tiles into detections ([`Found::settle`]).
+    fn finish(&self, img: &RgbImage, found: Found) -> Vec<Detection> {
         // Boxes keep the model's estimate of the whole object, also past the frame, so that an
         // object cut by the edge is redacted as far as it shows.
         let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
-        nms::nms(all, self.settings.nms_iou)
+        found
+            .settle(self.settings.nms_iou)
             .into_iter()
             .filter(|c| c.bbox.intersection(&frame).is_some())
             .map(|c| Detection {
