@@ -165,6 +165,23 @@ impl RedactionConfig {
         residue
     }
 
+    /// How `d` is redacted in a picture whose frame is `frame`: as [`Self::for_detection`]
+    /// says, except that an ellipse becomes the rectangle of the same region where the
+    /// object's box reaches past the frame. The ellipse follows the outline of a whole head. Of
+    /// a head the frame cuts, a model sees a part and boxes that part: on photos cut through
+    /// their faces, the box fell short of the face by up to a third of its size away from the
+    /// edge and along it, and the ellipse then left the face's corners sharp (the brow and
+    /// hairline of a face cut at the eyes by the bottom edge). The rectangle covers the whole
+    /// region. Any overhang counts: the box of a face cut in half overhung the edge by less
+    /// than a quarter of itself.
+    pub fn in_frame(&self, d: &Detection, frame: &BoxF) -> ClassRedaction {
+        let mut c = self.for_detection(d);
+        if c.shape == Shape::Ellipse && d.bbox.share_outside(frame) > 0.0 {
+            c.shape = Shape::Rect;
+        }
+        c
+    }
+
     /// The area redacted for a detection: its box grown by its padding (see
     /// [`Self::for_detection`]), and enough that the redaction is full [`MIN_MARGIN_PX`]
     /// beyond the box on each side.
@@ -238,8 +255,9 @@ impl Redactor {
         detections: &[Detection],
         config: &RedactionConfig,
     ) {
+        let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
         for d in detections {
-            self.region(img, config.region(d), &config.for_detection(d));
+            self.region(img, config.region(d), &config.in_frame(d, &frame));
         }
     }
 
@@ -716,6 +734,40 @@ mod tests {
                 assert_eq!(img.get_pixel(x, y).0, [9, 9, 9], "{bbox:?}: ({x},{y})");
             }
         }
+    }
+
+    #[test]
+    fn a_face_the_frame_cuts_is_redacted_over_its_whole_region() {
+        let mut config = RedactionConfig::default();
+        config.face.method = Method::Fill;
+        config.face.colour = [9, 9, 9];
+        // an eighth of the region in from its top-left corner: outside the ellipse through
+        // the region, inside the core of its rectangle (the feather is a fifth of each half)
+        let region_corner = |img: &RgbImage, b: BoxF| {
+            let r = config.region(&detection(Class::Face, b));
+            let (x, y) = (r.x1 + r.width() / 8.0, r.y1 + r.height() / 8.0);
+            *img.get_pixel(x as u32, y as u32)
+        };
+        // the same box inside the frame (its region reaching the edge), and overhanging the
+        // bottom edge by an eighth of itself
+        let (inside, cut) = (
+            BoxF::new(40.0, 40.0, 80.0, 80.0),
+            BoxF::new(40.0, 65.0, 80.0, 105.0),
+        );
+        let mut img = checkerboard(120, 100);
+        Redactor::default().redact(&mut img, &[detection(Class::Face, inside)], &config);
+        assert_ne!(
+            region_corner(&img, inside).0,
+            [9, 9, 9],
+            "a whole face's ellipse"
+        );
+        let mut img = checkerboard(120, 100);
+        Redactor::default().redact(&mut img, &[detection(Class::Face, cut)], &config);
+        assert_eq!(
+            region_corner(&img, cut).0,
+            [9, 9, 9],
+            "a cut face's rectangle"
+        );
     }
 
     #[test]

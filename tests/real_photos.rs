@@ -164,6 +164,55 @@ fn labelled_plates_are_found_with_high_recall_and_all_redacted() {
     );
 }
 
+/// Every known face, its photo cropped through the middle of it along each side in turn (half
+/// the face beyond the frame), is covered as far as it shows by the coverage rule of the
+/// small-object set. The model sees half a face there and boxes about that half; the redaction
+/// must still reach the edges of the face's visible part.
+#[test]
+fn known_faces_cut_in_half_by_the_frame_are_covered_as_far_as_they_show() {
+    use common::smallset::{Plane, coverage, png};
+    let mut pipeline = pipeline_with(&config());
+    let mut failed = Vec::new();
+    for (name, faces) in known_faces() {
+        // at half size (faces of 30-60 px), which also keeps the test short
+        let full = rgb(&photo(&name));
+        let (w, h) = (full.width() / 2, full.height() / 2);
+        let whole = image::imageops::resize(&full, w, h, image::imageops::FilterType::Lanczos3);
+        let k = w as f32 / full.width() as f32;
+        for f in faces.iter().map(|f| BoxF::from(f.map(|v| v * k))) {
+            let (mx, my) = (((f.x1 + f.x2) / 2.0) as u32, ((f.y1 + f.y2) / 2.0) as u32);
+            // (side, crop x, y, width, height)
+            for (side, (x, y, cw, ch)) in [
+                ("left", (mx, 0, w - mx, h)),
+                ("right", (0, 0, mx, h)),
+                ("top", (0, my, w, h - my)),
+                ("bottom", (0, 0, w, my)),
+            ] {
+                let before = image::imageops::crop_imm(&whole, x, y, cw, ch).to_image();
+                let input = png(&image::DynamicImage::ImageRgb8(before.clone()));
+                let output = pipeline
+                    .anonymise(&input, &[Rendition::default()])
+                    .unwrap()
+                    .outputs;
+                let after = rgb(&output[0].bytes);
+                let shown = BoxF::new(
+                    f.x1 - x as f32,
+                    f.y1 - y as f32,
+                    f.x2 - x as f32,
+                    f.y2 - y as f32,
+                )
+                .intersection(&BoxF::new(0.0, 0.0, cw as f32, ch as f32))
+                .unwrap();
+                let c = coverage(&Plane::new(&before), &Plane::new(&after), &shown).unwrap();
+                if !c.covered() {
+                    failed.push(format!("{name} {f:?} cut by the {side} edge: {c:?}"));
+                }
+            }
+        }
+    }
+    assert!(failed.is_empty(), "not covered: {failed:#?}");
+}
+
 #[test]
 fn large_images_keep_small_faces_through_tiles() {
     // t1.jpg pasted at its own size into a 4000×3000 canvas: its faces are ~100 px, about 16 px
