@@ -29,6 +29,11 @@ impl BoxF {
         Self { x1, y1, x2, y2 }
     }
 
+    /// The frame of a whole `(width, height)` image.
+    pub fn frame((width, height): (u32, u32)) -> Self {
+        Self::new(0.0, 0.0, width as f32, height as f32)
+    }
+
     pub fn width(&self) -> f32 {
         (self.x2 - self.x1).max(0.0)
     }

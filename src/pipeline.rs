@@ -296,8 +296,7 @@ impl Pipeline {
     /// back and kept when they reach into the frame.
     fn detect_views(&mut self, picture: &codec::Picture) -> Result<Vec<Detection>, DetectError> {
         let margin = self.edge_margin();
-        let (w, h) = picture.rgb.dimensions();
-        let frame = BoxF::new(0.0, 0.0, w as f32, h as f32);
+        let frame = BoxF::frame(picture.rgb.dimensions());
         let mut detections = Vec::new();
         for view in picture.views() {
             let mirrored = Mirrored::new(&view, margin);

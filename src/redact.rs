@@ -255,7 +255,7 @@ impl Redactor {
         detections: &[Detection],
         config: &RedactionConfig,
     ) {
-        let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
+        let frame = BoxF::frame(img.dimensions());
         for d in detections {
             self.region(img, config.region(d), &config.in_frame(d, &frame));
         }

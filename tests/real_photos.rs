@@ -201,7 +201,7 @@ fn known_faces_cut_in_half_by_the_frame_are_covered_as_far_as_they_show() {
                     f.x2 - x as f32,
                     f.y2 - y as f32,
                 )
-                .intersection(&BoxF::new(0.0, 0.0, cw as f32, ch as f32))
+                .intersection(&BoxF::frame((cw, ch)))
                 .unwrap();
                 let c = coverage(&Plane::new(&before), &Plane::new(&after), &shown).unwrap();
                 if !c.covered() {

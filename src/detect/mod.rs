@@ -547,7 +547,7 @@ impl Detector {
         let tiling = self.settings.tiling;
         let class = self.class;
         // The windows each tile checks, found in one walk over windows and passes.
-        let image_box = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
+        let image_box = BoxF::frame(img.dimensions());
         let mut passes: Vec<&Tile> = plan.iter().collect();
         passes.dedup_by_key(|t| t.scale);
         let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.len()];
@@ -700,7 +700,7 @@ impl Detector {
     fn finish(&self, img: &RgbImage, found: Found) -> Vec<Detection> {
         // Boxes keep the model's estimate of the whole object, also past the frame, so that an
         // object cut by the edge is redacted as far as it shows.
-        let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
+        let frame = BoxF::frame(img.dimensions());
         found
             .settle(self.settings.nms_iou)
             .into_iter()

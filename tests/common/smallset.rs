@@ -121,7 +121,7 @@ fn sources(faces: Faces) -> Vec<Source> {
     let mut out = Vec::new();
     for (file, boxes) in faces.photos() {
         let img = super::rgb(&photo(&file));
-        let frame = BoxF::new(0.0, 0.0, img.width() as f32, img.height() as f32);
+        let frame = BoxF::frame(img.dimensions());
         for (i, b) in boxes.into_iter().map(BoxF::from).enumerate() {
             if b.x1 > frame.x1 && b.y1 > frame.y1 && b.x2 < frame.x2 && b.y2 < frame.y2 {
                 let origin = format!("{file} #{}", i + 1);
