@@ -5,8 +5,9 @@
 //! included, is reported and skipped; the others are still processed, and the exit code says
 //! that something failed. Outputs are written to a fresh temporary file (created exclusively,
 //! under a random name, so it can neither be shared by two workers nor follow a planted symlink)
-//! and renamed, so a crash never leaves a half-written image. Two inputs whose copies would land at the same path are refused before
-//! any work starts, so that no copy silently replaces another.
+//! and renamed, so a crash never leaves a half-written image. Two inputs whose copies would land
+//! at the same path are refused before any work starts, so that no copy silently replaces
+//! another.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
