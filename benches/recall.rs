@@ -4,7 +4,8 @@
 //! float CenterFace in int8's place (the previous release's default), the float platedet in
 //! int8's place, and the plan of earlier releases (objects assumed to be at least 48 px: a whole
 //! pass and few tiles); then the default again on the set made of held-apart faces
-//! (tests/data/bench_faces.toml), on which no setting of veil was chosen. Prints a table;
+//! (tests/data/bench_faces.toml), on which no setting of veil was chosen, and on the set as a
+//! camera records it (blurred and stored as JPEG: `Camera::Soft`). Prints a table;
 //! scripts/bench.sh runs it. For the default it also counts the objects that full detection
 //! (the re-check off) still finds in its outputs.
 //! `RECALL_ONLY=float` runs only the configurations whose name contains it (`RECALL_ONLY=default`
@@ -20,7 +21,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::smallset::{self, Faces};
+use common::smallset::{self, Camera, Faces};
 use veil::config::{Config, RecallConfig};
 
 /// The most objects not covered that a configuration's table lists one by one.
@@ -28,6 +29,9 @@ const MISSES_LISTED: usize = 20;
 
 /// The name given to the default's run on the held-apart faces.
 const HELD_APART: &str = "default, held-apart faces";
+
+/// The name given to the default's run on the set as a camera records it ([`Camera::Soft`]).
+const SOFT: &str = "default, soft frames";
 
 fn configs() -> Vec<(String, Config)> {
     let mut list = if std::env::var_os("RECALL_SWEEP").is_some() {
@@ -64,6 +68,7 @@ fn side_by_side() -> Vec<(String, Config)> {
         };
         list.push(("default models, 48 px plan", coarse));
         list.push((HELD_APART, common::config()));
+        list.push((SOFT, common::config()));
     }
     list.into_iter().map(|(n, c)| (n.to_string(), c)).collect()
 }
@@ -119,7 +124,12 @@ fn main() {
         } else {
             Faces::Known
         };
-        let eval = smallset::evaluate(&engine, threads, faces);
+        let camera = if name == SOFT {
+            Camera::Soft
+        } else {
+            Camera::Sharp
+        };
+        let eval = smallset::evaluate(&engine, threads, faces, camera);
         let wall = t.elapsed().as_secs_f64();
         assert!(
             !eval.buckets.is_empty(),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::smallset::{self, Case, Faces, Plane, Variant};
+use common::smallset::{self, Camera, Case, Faces, Plane, Variant};
 use common::*;
 use image::RgbImage;
 
@@ -50,7 +50,7 @@ fn covered_fraction(case: &Case, after: &RgbImage) -> f64 {
 
 #[test]
 fn the_coverage_rule_passes_strong_blurs_and_fails_weak_blurs_jpeg_and_noise() {
-    let case = smallset::case(0, (1280, 720), Variant::Plain, Faces::Known);
+    let case = smallset::case(0, (1280, 720), Variant::Plain, Faces::Known, Camera::Sharp);
     assert!(case.truth.len() > 80, "{} objects", case.truth.len());
     assert_eq!(covered_fraction(&case, &blurred_boxes(&case, 0.3)), 1.0);
     let weak = covered_fraction(&case, &blurred_boxes(&case, 0.04));
@@ -170,7 +170,7 @@ fn faces_veil_was_not_tuned_on_are_covered_at_least_as_well_as_measured() {
 /// over-redaction to [`OVER_REDACTION_CEILING`].
 fn covered_at_least(faces: Faces, floors: &[(&str, f64)]) {
     let engine = config().engine().expect("models load");
-    let eval = smallset::evaluate(&engine, 2, faces);
+    let eval = smallset::evaluate(&engine, 2, faces, Camera::Sharp);
     let over_redacted = eval.over_redacted();
     let smallset::Evaluation {
         buckets,

@@ -7,7 +7,8 @@
 //! 40 px wide, each with some of its surroundings, pasted over face- and plate-free photos
 //! enlarged to 1280×720, 1920×1080, 3840×2160 and 4000×3000; then the same scenes cut by the
 //! frame, in grayscale, with the picture drawn in the alpha plane only, and stored sideways with
-//! an EXIF orientation.
+//! an EXIF orientation. With [`Camera::Soft`] every scene is recorded as a camera would, blurred
+//! and compressed.
 //!
 //! The scorer decides whether each object is covered in an output: at least 90 % of its detailed
 //! pixels obscured and at least 80 % of its detail energy gone, where detail is luminance minus a
@@ -51,6 +52,21 @@ impl Faces {
         }
     }
 }
+
+/// How the scenes are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Camera {
+    /// As drawn: each object as sharp as its downscale left it, plain and edge-cut frames
+    /// stored as PNG.
+    Sharp,
+    /// As a camera records them: blurred by a Gaussian of σ = [`SOFT_SIGMA`] px (its optics and
+    /// demosaicing), plain and edge-cut frames stored as JPEG at quality [`SOFT_QUALITY`] with
+    /// 4:2:0 chroma. A downscale keeps more of a small face's detail than a camera records.
+    Soft,
+}
+
+pub const SOFT_SIGMA: f32 = 0.7;
+pub const SOFT_QUALITY: u8 = 75;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -377,9 +393,22 @@ fn luma(p: &image::Rgb<u8>) -> u8 {
 }
 
 /// One case of the set made of `faces`.
-pub fn case(index: usize, canvas: (u32, u32), variant: Variant, faces: Faces) -> Case {
-    let (display, truth) = scene(index, canvas, variant == Variant::EdgeCut, faces);
+pub fn case(
+    index: usize,
+    canvas: (u32, u32),
+    variant: Variant,
+    faces: Faces,
+    camera: Camera,
+) -> Case {
+    let (mut display, truth) = scene(index, canvas, variant == Variant::EdgeCut, faces);
+    if camera == Camera::Soft {
+        display = imageops::blur(&display, SOFT_SIGMA);
+    }
     let (views, bytes) = match variant {
+        Variant::Plain | Variant::EdgeCut if camera == Camera::Soft => {
+            let bytes = super::jpeg(&display, SOFT_QUALITY);
+            (vec![super::rgb(&bytes)], bytes)
+        }
         Variant::Plain | Variant::EdgeCut => {
             let bytes = png(&display.clone().into());
             (vec![display], bytes)
@@ -406,7 +435,10 @@ pub fn case(index: usize, canvas: (u32, u32), variant: Variant, faces: Faces) ->
     };
     let (w, h) = canvas;
     Case {
-        name: format!("{index:02}-{w}x{h}-{variant:?}"),
+        name: match camera {
+            Camera::Sharp => format!("{index:02}-{w}x{h}-{variant:?}"),
+            Camera::Soft => format!("{index:02}-{w}x{h}-{variant:?}-soft"),
+        },
         variant,
         bytes,
         views,
@@ -664,9 +696,14 @@ fn finds(detections: &[veil::detect::Detection], t: &Truth) -> bool {
         .any(|d| d.class == t.class && d.bbox.iou(&t.bbox) > 0.3)
 }
 
-/// Anonymises every case of the set made of `faces` with `engine` on `threads` workers and
-/// scores the outputs.
-pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize, faces: Faces) -> Evaluation {
+/// Anonymises every case of the set made of `faces` and recorded by `camera` with `engine` on
+/// `threads` workers and scores the outputs.
+pub fn evaluate(
+    engine: &veil::pipeline::Engine,
+    threads: usize,
+    faces: Faces,
+    camera: Camera,
+) -> Evaluation {
     let result = std::sync::Mutex::new(Evaluation {
         buckets: Default::default(),
         misses: Vec::new(),
@@ -679,7 +716,7 @@ pub fn evaluate(engine: &veil::pipeline::Engine, threads: usize, faces: Faces) -
         &cases(),
         threads,
         |pipeline, &(index, canvas, variant)| {
-            let case = case(index, canvas, variant, faces);
+            let case = case(index, canvas, variant, faces, camera);
             let t = std::time::Instant::now();
             let mut out = pipeline
                 .anonymise(&case.bytes, &[veil::rendition::Rendition::default()])
