@@ -82,6 +82,10 @@ pub struct DetectorConfig {
     /// `detect::Thresholds`). Unset, it is the family's default, or `threshold` when that is
     /// set: one explicit threshold then holds for every size.
     pub small_threshold: Option<f32>,
+    /// Threshold for objects up to 1.4 times the smallest guaranteed size (see
+    /// `detect::Thresholds`). Unset, the model's default, or `small_threshold` (else
+    /// `threshold`) when that is set.
+    pub tiny_threshold: Option<f32>,
     /// Threshold for objects cut by the frame (`detect::CUT_SHARE` of them or more beyond it),
     /// whatever their size (never above `threshold`).
     /// Unset, the family's default, or `threshold` when that is set.
@@ -93,7 +97,8 @@ pub struct DetectorConfig {
 
 impl DetectorConfig {
     /// The thresholds this detector keeps objects at, for a class whose smallest guaranteed
-    /// size is `smallest`: the small-object one holds up to twice that size.
+    /// size is `smallest`: the small-object one holds up to twice that size, the tiny-object one
+    /// up to 1.4 times it.
     fn thresholds(&self, defaults: &FamilyDefaults, smallest: f32) -> Thresholds {
         Thresholds {
             large: self.threshold.unwrap_or(defaults.threshold),
@@ -102,6 +107,12 @@ impl DetectorConfig {
                 .or(self.threshold)
                 .unwrap_or(defaults.small_threshold),
             small_up_to: 2.0 * smallest,
+            tiny: self
+                .tiny_threshold
+                .or(self.small_threshold)
+                .or(self.threshold)
+                .unwrap_or(defaults.tiny_threshold),
+            tiny_up_to: 1.4 * smallest,
             cut: self
                 .cut_threshold
                 .or(self.threshold)
@@ -235,6 +246,7 @@ impl Config {
             for (name, value) in [
                 ("threshold", d.threshold),
                 ("small_threshold", d.small_threshold),
+                ("tiny_threshold", d.tiny_threshold),
                 ("cut_threshold", d.cut_threshold),
             ] {
                 if let Some(t) = value.filter(|t| !(0.0..=1.0).contains(t)) {
@@ -398,22 +410,36 @@ mod tests {
         };
         let family = t(None, None);
         assert_eq!(
-            (family.large, family.small, family.small_up_to, family.cut),
+            (family.large, family.small, family.tiny, family.cut),
             (
                 defaults.threshold,
                 defaults.small_threshold,
-                20.0,
+                defaults.tiny_threshold,
                 defaults.cut_threshold
             )
         );
+        assert_eq!((family.small_up_to, family.tiny_up_to), (20.0, 14.0));
         let one = t(Some(0.3), None);
-        assert_eq!((one.large, one.small, one.cut), (0.3, 0.3, 0.3));
+        assert_eq!(
+            (one.large, one.small, one.tiny, one.cut),
+            (0.3, 0.3, 0.3, 0.3)
+        );
         let both = t(Some(0.3), Some(0.05));
-        assert_eq!((both.large, both.small), (0.3, 0.05));
+        assert_eq!((both.large, both.small, both.tiny), (0.3, 0.05, 0.05));
         let small_only = t(None, Some(0.05));
         assert_eq!(
-            (small_only.large, small_only.small),
-            (defaults.threshold, 0.05)
+            (small_only.large, small_only.small, small_only.tiny),
+            (defaults.threshold, 0.05, 0.05)
+        );
+        let tiny_only = DetectorConfig {
+            model: "centerface".into(),
+            tiny_threshold: Some(0.04),
+            ..Default::default()
+        }
+        .thresholds(&defaults, 10.0);
+        assert_eq!(
+            (tiny_only.small, tiny_only.tiny),
+            (defaults.small_threshold, 0.04)
         );
     }
 

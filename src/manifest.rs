@@ -41,6 +41,9 @@ pub struct ModelEntry {
 pub struct ModelThresholds {
     pub threshold: f32,
     pub small_threshold: f32,
+    /// Unset, `small_threshold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiny_threshold: Option<f32>,
     pub cut_threshold: f32,
 }
 
@@ -52,6 +55,7 @@ impl ModelEntry {
         if let Some(t) = self.thresholds {
             defaults.threshold = t.threshold;
             defaults.small_threshold = t.small_threshold;
+            defaults.tiny_threshold = t.tiny_threshold.unwrap_or(t.small_threshold);
             defaults.cut_threshold = t.cut_threshold;
         }
         defaults
@@ -143,6 +147,7 @@ impl Manifest {
             m.thresholds.is_some_and(|t| {
                 [t.threshold, t.small_threshold, t.cut_threshold]
                     .iter()
+                    .chain(&t.tiny_threshold)
                     .any(|v| !(0.0..=1.0).contains(v))
             })
         });
@@ -278,10 +283,21 @@ licence = "MIT"
         let dir = dir_with_extra(b"model", "00", own);
         let d = Manifest::load(dir.path()).unwrap().models[0].defaults();
         assert_eq!(
-            (d.threshold, d.small_threshold, d.cut_threshold),
-            (0.3, 0.2, 0.1)
+            (
+                d.threshold,
+                d.small_threshold,
+                d.tiny_threshold,
+                d.cut_threshold
+            ),
+            (0.3, 0.2, 0.2, 0.1),
+            "the tiny threshold follows the small one unless given"
         );
         assert_eq!(d.nms_iou, family.nms_iou);
+        let tiny = "thresholds = { threshold = 0.3, small_threshold = 0.2, tiny_threshold = 0.15, \
+                    cut_threshold = 0.1 }";
+        let dir = dir_with_extra(b"model", "00", tiny);
+        let d = Manifest::load(dir.path()).unwrap().models[0].defaults();
+        assert_eq!((d.small_threshold, d.tiny_threshold), (0.2, 0.15));
         let bad = "thresholds = { threshold = 1.5, small_threshold = 0.2, cut_threshold = 0.1 }";
         let dir = dir_with_extra(b"model", "00", bad);
         let err = Manifest::load(dir.path()).unwrap_err().to_string();

@@ -617,6 +617,8 @@ mod tests {
             large: 0.2,
             small: 0.1,
             small_up_to: 20.0,
+            tiny: 0.1,
+            tiny_up_to: 14.0,
             cut: 0.1,
         };
         let find = |height: f32, score: f32| Detection {

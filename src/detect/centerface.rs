@@ -33,6 +33,7 @@ impl Family for CenterFace {
         FamilyDefaults {
             threshold: 0.15,
             small_threshold: 0.1,
+            tiny_threshold: 0.1,
             cut_threshold: 0.1,
             nms_iou: 0.3,
             tiling: TilingConfig {

@@ -240,6 +240,8 @@ pub struct FamilyDefaults {
     /// Threshold for objects no larger than twice the smallest guaranteed size (see
     /// [`Thresholds`]).
     pub small_threshold: f32,
+    /// Threshold for objects no larger than 1.4 times the smallest guaranteed size.
+    pub tiny_threshold: f32,
     /// Threshold for objects cut by the frame (see [`Thresholds`]).
     pub cut_threshold: f32,
     pub nms_iou: f32,
@@ -305,13 +307,16 @@ pub struct DetectError {
 /// themselves outside.
 pub const CUT_SHARE: f32 = 0.25;
 
-/// The score a candidate must reach to be kept: `small` for objects no larger than
-/// `small_up_to` (source pixels, measured as [`Class::size`]), `large` for the others, and
-/// `cut` for objects cut by the frame, whatever their size, unless their size's own is lower
-/// (centerface-int8's small objects: 0.08 against a cut threshold of 0.1). A model scores the
-/// smallest objects lowest (it sees them upscaled, with little detail), and a false box over a
-/// small object's area changes few pixels; a false large box blurs a patch of background anyone
-/// notices. So the small objects get a lower threshold. An object cut by the frame shows only
+/// The score a candidate must reach to be kept: `tiny` for objects no larger than `tiny_up_to`
+/// (source pixels, measured as [`Class::size`]), `small` for the others no larger than
+/// `small_up_to`, `large` for the rest, and `cut` for objects cut by the frame, whatever their
+/// size, unless their size's own is lower (centerface-int8's small objects: 0.08 against a cut
+/// threshold of 0.1). A model scores the smallest objects lowest (it sees them upscaled, with
+/// little detail), and a false box over a small object's area changes few pixels; a false large
+/// box blurs a patch of background anyone notices. So the small objects get a lower threshold,
+/// and those at the limit of the guarantee a lower one still: a face there that a camera
+/// recorded soft, or seen in profile, scores under the small objects' threshold, and a false
+/// box of its size changes fewest pixels of all. An object cut by the frame shows only
 /// part of itself (the mirrored border completes it only as a reflection), scores lower still,
 /// and a false box there changes only the part inside the frame. It counts as cut when at
 /// least [`CUT_SHARE`] of it lies beyond the frame: a box that only overhangs the edge shows
@@ -322,13 +327,15 @@ pub struct Thresholds {
     pub large: f32,
     pub small: f32,
     pub small_up_to: f32,
+    pub tiny: f32,
+    pub tiny_up_to: f32,
     pub cut: f32,
 }
 
 impl Thresholds {
     /// The lowest score a candidate can be kept at: what decoding keeps.
     fn floor(&self, frame: Option<&BoxF>) -> f32 {
-        let lowest = self.large.min(self.small);
+        let lowest = self.large.min(self.small).min(self.tiny);
         if frame.is_some() {
             lowest.min(self.cut)
         } else {
@@ -341,6 +348,7 @@ impl Thresholds {
         Self {
             large: self.large * factor,
             small: self.small * factor,
+            tiny: self.tiny * factor,
             cut: self.cut * factor,
             ..self
         }
@@ -355,7 +363,10 @@ impl Thresholds {
 
     /// The score an object of class `class` at `bbox` must reach (see `Thresholds::keeps`).
     pub fn needed(&self, class: Class, bbox: &BoxF, frame: Option<&BoxF>) -> f32 {
-        let by_size = if class.size(bbox) <= self.small_up_to {
+        let size = class.size(bbox);
+        let by_size = if size <= self.tiny_up_to {
+            self.tiny
+        } else if size <= self.small_up_to {
             self.small
         } else {
             self.large
@@ -747,17 +758,25 @@ mod tests {
     use ndarray::ArrayD;
 
     #[test]
-    fn small_and_cut_objects_are_held_to_their_thresholds_and_others_to_the_large_one() {
+    fn tiny_small_and_cut_objects_are_held_to_their_thresholds_and_others_to_the_large_one() {
         let t = Thresholds {
             large: 0.15,
             small: 0.1,
             small_up_to: 20.0,
+            tiny: 0.07,
+            tiny_up_to: 14.0,
             cut: 0.05,
         };
         let c = |height: f32, score| Candidate {
             bbox: BoxF::new(10.0, 10.0, 110.0, 10.0 + height),
             score,
         };
+        assert!(t.keeps(Class::Face, &c(14.0, 0.07), None), "14 px is tiny");
+        assert!(!t.keeps(Class::Face, &c(14.0, 0.06), None));
+        assert!(
+            !t.keeps(Class::Face, &c(15.0, 0.09), None),
+            "15 px is small"
+        );
         assert!(t.keeps(Class::Face, &c(20.0, 0.1), None), "20 px is small");
         assert!(!t.keeps(Class::Face, &c(20.0, 0.09), None));
         assert!(!t.keeps(Class::Face, &c(21.0, 0.14), None), "21 px is not");
@@ -778,13 +797,14 @@ mod tests {
         let high_cut = Thresholds { cut: 0.12, ..t };
         assert!(high_cut.keeps(Class::Face, &c(20.0, 0.1), Some(&across)));
         assert!(!high_cut.keeps(Class::Face, &c(50.0, 0.11), Some(&across)));
-        assert_eq!(t.floor(None), 0.1);
+        assert_eq!(t.floor(None), 0.07);
         assert_eq!(t.floor(Some(&frame)), 0.05);
         let half = t.scaled(0.5);
         assert_eq!(
-            (half.large, half.small, half.cut, half.small_up_to),
-            (0.075, 0.05, 0.025, 20.0)
+            (half.large, half.small, half.tiny, half.cut),
+            (0.075, 0.05, 0.035, 0.025)
         );
+        assert_eq!((half.small_up_to, half.tiny_up_to), (20.0, 14.0));
     }
 
     #[test]

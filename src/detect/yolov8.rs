@@ -38,6 +38,7 @@ impl Family for Yolov8 {
         FamilyDefaults {
             threshold: 0.1,
             small_threshold: 0.05,
+            tiny_threshold: 0.05,
             cut_threshold: 0.01,
             nms_iou: 0.4,
             // Tiles of 640, the size it was trained at, though it takes any: tiles of 1536 (with

@@ -25,6 +25,7 @@ impl Family for YuNet {
         FamilyDefaults {
             threshold: 0.5,
             small_threshold: 0.5,
+            tiny_threshold: 0.5,
             cut_threshold: 0.5,
             nms_iou: 0.3,
             // on faces cut out of their surroundings YuNet needs 64 px (models/README.md)
