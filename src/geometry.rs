@@ -96,8 +96,11 @@ impl BoxF {
 
     /// Grows the box by `fraction` of its width (height) on the left and right (top and bottom).
     pub fn grow(&self, fraction: f32) -> BoxF {
-        let dx = self.width() * fraction;
-        let dy = self.height() * fraction;
+        self.grown_by(self.width() * fraction, self.height() * fraction)
+    }
+
+    /// Grows the box by `dx` pixels on the left and right and `dy` on the top and bottom.
+    pub fn grown_by(&self, dx: f32, dy: f32) -> BoxF {
         BoxF::new(self.x1 - dx, self.y1 - dy, self.x2 + dx, self.y2 + dy)
     }
 

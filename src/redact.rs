@@ -188,8 +188,7 @@ impl RedactionConfig {
     pub fn region(&self, d: &Detection) -> BoxF {
         let c = self.for_detection(d);
         let b = &d.bbox;
-        let (dx, dy) = (c.margin(b.width()), c.margin(b.height()));
-        BoxF::new(b.x1 - dx, b.y1 - dy, b.x2 + dx, b.y2 + dy)
+        b.grown_by(c.margin(b.width()), c.margin(b.height()))
     }
 
     /// Checks every class; errors name the key, e.g. `redaction.face.padding`.
