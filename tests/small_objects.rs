@@ -138,8 +138,8 @@ const FLOORS: [(&str, f64); 7] = [
 
 /// The same for the set made of held-apart faces (tests/data/bench_faces.toml), on which no
 /// setting of veil was chosen: how the defaults carry over to other faces. Short of the goal at
-/// 10 px by one face, a three-quarter profile 6.4 px wide at 10 px high, scored under the tiny
-/// faces' threshold of 0.06 on the grayscale 1080p frame (README "Small objects").
+/// 10 px by one face, a three-quarter profile 6.4 px wide at 10 px high, not found on the
+/// grayscale 1080p frame (README "Small objects").
 const HELD_APART_FLOORS: [(&str, f64); 7] = [
     ("face 10 px", 0.97),
     ("face 12 px", 0.98),
