@@ -9,19 +9,15 @@ the part of its box inside the crop passes the coverage rule of scripts/bench_po
 of tests/small_objects.rs). Also the pixels changed away from every face of the crop, as in
 scripts/bench_portraits.py. The faces missed are listed with the best IoU of a face veil found.
 
-`FRACS=0.5 SCALES=1` narrows the sweep; `VEIL_CONFIG=path` runs another configuration.
+`FRACS=0.5 SCALES=1` narrows the sweep.
 
 Run after scripts/prepare.sh and a release build:
     .venv/bin/python scripts/bench_edge_cut.py
 """
 
-import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
-
-import tomllib
 
 import numpy as np
 from PIL import Image
@@ -32,19 +28,11 @@ WORK = bp.ROOT / ".cache/bench/edge_cut"
 SIDES = "LRTB"
 
 
-def photos():
-    """(file, face boxes) of both face lists, a photo that copies another one left out."""
-    for list_file in ("known_faces.toml", "bench_faces.toml"):
-        data = tomllib.loads((bp.ROOT / "tests/data" / list_file).read_text())
-        for p in data["photo"]:
-            if "copy_of" not in p:
-                yield p["file"], p["faces"]
-
-
 def crops(scales, fracs):
     """Writes every crop under WORK/in; returns {file: (visible face box, every face box)}."""
     truth = {}
-    for name, boxes in photos():
+    photos = {**bp.known_faces(), **bp.known_faces("bench_faces.toml", copies=False)}
+    for name, boxes in photos.items():
         img = bp.displayed(bp.TESTDATA / name)
         for s in scales:
             im = img if s == 1 else img.resize(
@@ -78,17 +66,10 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "in").mkdir(parents=True)
     truth = crops(scales, fracs)
-    config = os.environ.get("VEIL_CONFIG", str(bp.ROOT / "config/veil.toml"))
-    report = WORK / "report.jsonl"
-    subprocess.run(
-        [str(bp.ROOT / "target/release/veil"), "-c", config, "anonymise", "-w", "2",
-         "-o", str(WORK / "out"), "--report", str(report), str(WORK / "in")],
-        env={**os.environ, "ORT_DYLIB_PATH": str(bp.ROOT / ".cache/onnxruntime/libonnxruntime.so")},
-        check=True, capture_output=True, cwd=bp.ROOT)
-    found = {}
-    for line in report.read_text().splitlines():
-        r = json.loads(line)
-        found[Path(r["input"]).name] = [d["box"] for d in r["detections"] if d["class"] == "face"]
+    env = {"ORT_DYLIB_PATH": str(bp.ROOT / ".cache/onnxruntime/libonnxruntime.so")}
+    report = bp.veil([WORK / "in"], WORK / "out", WORK / "report.jsonl", env)
+    found = {name: [d["box"] for d in r["detections"] if d["class"] == "face"]
+             for name, r in report.items()}
     covered, away, missed = 0, [], []
     for key, (visible, faces) in sorted(truth.items()):
         before, after = WORK / "in" / key, WORK / "out" / key

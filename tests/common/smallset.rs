@@ -435,10 +435,10 @@ pub fn case(
     };
     let (w, h) = canvas;
     Case {
-        name: match camera {
-            Camera::Sharp => format!("{index:02}-{w}x{h}-{variant:?}"),
-            Camera::Soft => format!("{index:02}-{w}x{h}-{variant:?}-soft"),
-        },
+        name: format!(
+            "{index:02}-{w}x{h}-{variant:?}{}",
+            if camera == Camera::Soft { "-soft" } else { "" }
+        ),
         variant,
         bytes,
         views,
