@@ -66,8 +66,7 @@ def main():
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "in").mkdir(parents=True)
     truth = crops(scales, fracs)
-    env = {"ORT_DYLIB_PATH": str(bp.ROOT / ".cache/onnxruntime/libonnxruntime.so")}
-    report = bp.veil([WORK / "in"], WORK / "out", WORK / "report.jsonl", env)
+    report = bp.veil([WORK / "in"], WORK / "out", WORK / "report.jsonl")
     found = {name: [d["box"] for d in r["detections"] if d["class"] == "face"]
              for name, r in report.items()}
     covered, away, missed = 0, [], []

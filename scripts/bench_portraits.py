@@ -40,6 +40,7 @@ from PIL import Image, ImageFilter, ImageOps
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / ".cache/testdata"
 WORK = ROOT / ".cache/bench/portraits"
+RUNTIME = ROOT / ".cache/onnxruntime/libonnxruntime.so"
 VEIL = [str(ROOT / "target/release/veil"), "-c", str(ROOT / "config/veil.toml"), "anonymise"]
 CONFIGS = [("default", {}), ("no re-check", {"VEIL__REDACTION__VERIFY_PASSES": "0"})]
 UPSCALED = [("astronaut.png", 3.0), ("camera.png", 2.8)]
@@ -66,11 +67,13 @@ def images():
     return out
 
 
-def veil(paths, out_dir, report, env):
+def veil(paths, out_dir, report, settings=None):
+    """Runs the release build's `anonymise` on `paths` with the setup's ONNX Runtime and the
+    `VEIL__…` overrides of `settings`; returns {input file name: its report line}."""
     shutil.rmtree(out_dir, ignore_errors=True)
     subprocess.run(
         VEIL + ["-w", "2", "-o", str(out_dir), "--report", str(report)] + [str(p) for p in paths],
-        env={**os.environ, **env},
+        env={**os.environ, "ORT_DYLIB_PATH": str(RUNTIME), **(settings or {})},
         check=True,
         capture_output=True,
     )
@@ -142,7 +145,6 @@ def changed(before, after, faces):
 
 
 def main():
-    env = {"ORT_DYLIB_PATH": str(ROOT / ".cache/onnxruntime/libonnxruntime.so")}
     todo = images()
     paths = [p for p, _ in todo]
     print("| configuration | image | pixels changed | away from the faces | faces covered | "
@@ -150,10 +152,10 @@ def main():
     print("| --- | --- | ---: | ---: | ---: | --- | ---: |")
     for label, extra in CONFIGS:
         tag = label.replace(" ", "_")
-        report = veil(paths, WORK / tag, WORK / f"{tag}.jsonl", {**env, **extra})
+        report = veil(paths, WORK / tag, WORK / f"{tag}.jsonl", extra)
         outputs = [WORK / tag / p.name for p in paths]
         again = veil(outputs, WORK / f"{tag}_again", WORK / f"{tag}_again.jsonl",
-                     {**env, "VEIL__REDACTION__VERIFY_PASSES": "0"})
+                     {"VEIL__REDACTION__VERIFY_PASSES": "0"})
         totals = []
         for (path, faces), output in zip(todo, outputs):
             everywhere, away = changed(path, output, faces)
@@ -174,10 +176,10 @@ def main():
               f"{sum(t[3] for t in totals)}/{sum(t[4] for t in totals)} | "
               f"{sum(t[2] for t in totals)} | |")
     print()
-    small_faces(env)
+    small_faces()
 
 
-def small_faces(env):
+def small_faces():
     """Every known face shrunk to the smallest sizes and pasted over a face-free photo."""
     faces_of = {**known_faces(), **known_faces("bench_faces.toml")}
     photos = [(displayed(TESTDATA / name), faces) for name, faces in sorted(faces_of.items())]
@@ -211,7 +213,7 @@ def small_faces(env):
         frame.save(path)
         frames.append((size, path))
         truth.append(boxes)
-    veil([p for _, p in frames], WORK / "small_out", WORK / "small.jsonl", env)
+    veil([p for _, p in frames], WORK / "small_out", WORK / "small.jsonl")
     print("| faces shrunk to | covered (defaults) |")
     print("| --- | ---: |")
     for (size, path), boxes in zip(frames, truth):
