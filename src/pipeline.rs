@@ -44,7 +44,7 @@ fn is_large(class: Class, find: &BoxF, thresholds: &Thresholds) -> bool {
 /// where small faces and plates part from texture, and under them a window scores the blur
 /// laid over a small false box as a face a little larger, each fill laid over that find is
 /// looked at again, and so on (a photo of a motorbike in a garage, no face in it: 106 face
-/// boxes at half the thresholds, 60 at the threshold itself). Larger finds reach
+/// boxes at half the thresholds, 51 at the threshold itself). Larger finds reach
 /// [`VERIFY_MARGIN_LARGE`] of theirs.
 fn recheck_margin(class: Class, find: &BoxF, thresholds: &Thresholds) -> f32 {
     if class.size(find) <= thresholds.small_up_to {
