@@ -4,7 +4,8 @@
 //! Data flow of one image, module by module:
 //! [`codec::decode`] (limits, orientation) → [`detect`] (tiles, models, NMS) → [`redact`]
 //! → [`rendition`] (size) → [`codec::encode`] (no metadata), driven by [`pipeline`], which also
-//! builds the [`report`]. [`config`] and [`manifest`] set it up; [`runtime`] loads ONNX Runtime.
+//! re-checks what it publishes (`recheck`: what a second look still sees) and builds the
+//! [`report`]. [`config`] and [`manifest`] set it up; [`runtime`] loads ONNX Runtime.
 
 pub mod codec;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod detect;
 pub mod geometry;
 pub mod manifest;
 pub mod pipeline;
+mod recheck;
 pub mod redact;
 pub mod rendition;
 pub mod report;
