@@ -69,10 +69,15 @@ def images():
 
 def veil(paths, out_dir, report, settings=None):
     """Runs the release build's `anonymise` on `paths` with the setup's ONNX Runtime and the
-    `VEIL__…` overrides of `settings`; returns {input file name: its report line}."""
+    `VEIL__…` overrides of `settings`; returns {input file name: its report line}. Runs in the
+    repository root, where config/veil.toml's relative paths (`models_dir`) lead, whatever the
+    caller's working directory."""
     shutil.rmtree(out_dir, ignore_errors=True)
+    report = Path(report).resolve()
     subprocess.run(
-        VEIL + ["-w", "2", "-o", str(out_dir), "--report", str(report)] + [str(p) for p in paths],
+        VEIL + ["-w", "2", "-o", str(Path(out_dir).resolve()), "--report", str(report)]
+        + [str(Path(p).resolve()) for p in paths],
+        cwd=ROOT,
         env={**os.environ, "ORT_DYLIB_PATH": str(RUNTIME), **(settings or {})},
         check=True,
         capture_output=True,
