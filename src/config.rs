@@ -91,6 +91,11 @@ pub struct DetectorConfig {
     /// Unset, the family's default, or `threshold` when that is set.
     pub cut_threshold: Option<f32>,
     pub nms_iou: Option<f32>,
+    /// Whether every picture is also looked at mirrored left to right, in detection and in the
+    /// re-check (about twice this detector's time, less the edges' second look, which is not
+    /// mirrored). Unset: yes for faces, no for plates
+    /// (see `detect::Class::looked_at_mirrored`).
+    pub mirrored: Option<bool>,
     #[serde(default)]
     pub tiling: TilingOverrides,
 }
@@ -296,6 +301,7 @@ impl Config {
                 nms_iou: d.nms_iou.unwrap_or(defaults.nms_iou),
                 tiling,
                 smallest,
+                mirrored: d.mirrored.unwrap_or(model.entry.class.looked_at_mirrored()),
             };
             models.push((model, settings));
         }

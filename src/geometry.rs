@@ -104,6 +104,12 @@ impl BoxF {
         BoxF::new(self.x1 - dx, self.y1 - dy, self.x2 + dx, self.y2 + dy)
     }
 
+    /// The box in the image mirrored left to right, `width` wide (and back again: mirroring
+    /// twice gives the box itself).
+    pub fn mirrored(&self, width: f32) -> BoxF {
+        BoxF::new(width - self.x2, self.y1, width - self.x1, self.y2)
+    }
+
     /// Maps a box from a scaled, shifted frame back: `source = offset + frame / scale`.
     pub fn unscale(&self, (sx, sy): (f32, f32), (offset_x, offset_y): (f32, f32)) -> BoxF {
         BoxF::new(

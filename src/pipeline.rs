@@ -286,6 +286,7 @@ impl Pipeline {
                         scale: t.scale,
                         tiles: edges.len() as u32,
                     }),
+                    mirrored: d.mirrored(),
                 }
             })
             .collect()

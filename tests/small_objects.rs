@@ -137,11 +137,11 @@ const FLOORS: [(&str, f64); 7] = [
 ];
 
 /// The same for the set made of held-apart faces (tests/data/bench_faces.toml), on which no
-/// setting of veil was chosen: how the defaults carry over to other faces. Short of the goal at
-/// 10 px by one face, a three-quarter profile 6.4 px wide at 10 px high, not found on the
-/// grayscale 1080p frame (README "Small objects").
+/// setting of veil was chosen: how the defaults carry over to other faces. Every face is
+/// covered; before face models also looked at the picture mirrored, a three-quarter profile
+/// 6.4 px wide at 10 px high was missed on the grayscale 1080p frame (README "Small objects").
 const HELD_APART_FLOORS: [(&str, f64); 7] = [
-    ("face 10 px", 0.97),
+    ("face 10 px", 0.98),
     ("face 12 px", 0.98),
     ("face 16 px", 0.98),
     ("face 24 px", 0.98),
@@ -151,24 +151,25 @@ const HELD_APART_FLOORS: [(&str, f64); 7] = [
 ];
 
 /// The same for the scenes mirrored left to right ([`Camera::Mirrored`]): the same objects and
-/// backgrounds, each seen the other way round. Measured: faces 90/92, 90/90, 88/90, 90/91, plates
-/// 210/212, 212/212, 211/213 (README "Small objects"), the goal missed at 10, 16 and 24 px; most
-/// misses are on the edge-cut frames, where each object is now cut by the other edge. The
-/// figures of the scenes as drawn carry about this much chance.
+/// backgrounds, each seen the other way round, each edge-cut object cut by the other edge. With
+/// one look per picture the defaults covered 90/92, 90/90, 88/90, 90/91 faces here (a profile
+/// scored 0.26 one way and 0.06 the other); face models now look both ways (README "Small
+/// objects").
 const MIRRORED_FLOORS: [(&str, f64); 7] = [
-    ("face 10 px", 0.96),
+    ("face 10 px", 0.98),
     ("face 12 px", 0.98),
-    ("face 16 px", 0.96),
-    ("face 24 px", 0.97),
+    ("face 16 px", 0.98),
+    ("face 24 px", 0.98),
     ("plate 20 px", 0.98),
     ("plate 28 px", 0.98),
     ("plate 40 px", 0.98),
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
-/// the defaults change (measured: README "Small objects"), plus a margin: recall bought with
-/// false detections shows here.
-const OVER_REDACTION_CEILING: f64 = 0.014;
+/// the defaults change (measured: 1.36 %, README "Small objects"; 0.79 % before face models
+/// looked at pictures mirrored as well), plus a margin: recall bought with false detections
+/// shows here.
+const OVER_REDACTION_CEILING: f64 = 0.016;
 
 #[test]
 fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {
