@@ -136,6 +136,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_box_mirrored_left_to_right_keeps_its_rows_and_mirrors_back_to_itself() {
+        let b = BoxF::new(-3.0, 5.0, 12.0, 20.0); // reaching 3 px past the left edge
+        let m = b.mirrored(100.0);
+        assert_eq!(m, BoxF::new(88.0, 5.0, 103.0, 20.0));
+        assert_eq!(m.mirrored(100.0), b);
+    }
+
+    #[test]
     fn share_outside_is_the_larger_share_of_width_or_height_beyond_the_frame() {
         let frame = BoxF::new(0.0, 0.0, 100.0, 100.0);
         assert_eq!(BoxF::new(10.0, 10.0, 20.0, 20.0).share_outside(&frame), 0.0);

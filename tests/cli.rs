@@ -126,6 +126,11 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
         t1["detections"][0]["box"].as_array().unwrap().len() == 4
             && t1["detections"][0]["score"].is_f64()
     );
+    // face models look at the picture mirrored as well, plate models once
+    for plan in t1["plan"].as_array().unwrap() {
+        let face = plan["model"].as_str().unwrap().starts_with("centerface");
+        assert_eq!(plan["mirrored"], face, "{plan}");
+    }
     let manifest = veil::manifest::Manifest::load(&root().join("models")).unwrap();
     for m in t1["models"].as_array().unwrap() {
         assert_eq!(

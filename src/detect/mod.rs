@@ -450,12 +450,12 @@ impl Detector {
         self.settings.thresholds
     }
 
-    /// The passes this detector makes over a `width × height` image.
     /// Whether this detector also looks at pictures mirrored left to right.
     pub fn mirrored(&self) -> bool {
         self.settings.mirrored
     }
 
+    /// The passes this detector makes over a `width × height` image.
     pub fn plan(&self, width: u32, height: u32) -> Vec<Tile> {
         self.settings
             .tiling
