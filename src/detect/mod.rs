@@ -10,6 +10,7 @@ pub mod input;
 pub mod nms;
 pub mod sheets;
 pub mod tiles;
+mod views;
 pub mod yolov8;
 pub mod yunet;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::geometry::BoxF;
 use input::{Canvas, InputSpec, Preparer};
 use tiles::{Tile, TilingConfig};
+use views::View;
 
 /// What a detection is of; each class has its own redaction settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -477,12 +479,9 @@ impl Detector {
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let mut found = Found::default();
-        self.run_plan(img, frame, &plan, None, &mut found)?;
-        if self.settings.mirrored {
-            let width = img.width() as f32;
-            let mirrored = image::imageops::flip_horizontal(img);
-            let frame = frame.map(|f| f.mirrored(width));
-            self.run_plan(&mirrored, frame.as_ref(), &plan, Some(width), &mut found)?;
+        for (view, picture) in View::of(img, self.settings.mirrored) {
+            let frame = frame.map(|f| view.map(*f));
+            self.run_plan(&picture, frame.as_ref(), &plan, view, &mut found)?;
         }
         if let (Some(frame), Some(finest)) = (frame, plan.first()) {
             self.detect_at_edges(img, frame, finest.scale, &mut found)?;
@@ -490,24 +489,21 @@ impl Detector {
         Ok(self.finish(img, found))
     }
 
-    /// Runs every tile of `plan` over `img` and adds what each finds to `found`; where `img` is
-    /// the searched image mirrored left to right, `mirrors` is its width, and every box is
-    /// mirrored back.
+    /// Runs every tile of `plan` over `img`, the searched image as `view` shows it, and adds
+    /// what each finds to `found`, mapped back to the image as drawn.
     fn run_plan(
         &mut self,
         img: &RgbImage,
         frame: Option<&BoxF>,
         plan: &[Tile],
-        mirrors: Option<f32>,
+        view: View,
         found: &mut Found,
     ) -> Result<(), DetectError> {
         let coarsest = plan.last().map_or(1.0, |t| t.scale);
         for tile in plan {
             let largest = self.settings.tiling.largest_kept(tile.scale, coarsest);
             let on_tile = self.run_tile(img, tile, self.settings.thresholds, frame, largest)?;
-            found.add(on_tile, tile, img.dimensions(), |b| {
-                Some(mirrors.map_or(b, |w| b.mirrored(w)))
-            });
+            found.add(on_tile, tile, img.dimensions(), |b| Some(view.map(b)));
         }
         Ok(())
     }
@@ -670,22 +666,13 @@ impl Detector {
         let mut found = Vec::new();
         // Windows too large for a sheet run on their own.
         let alone: Vec<Tile> = whole.into_iter().chain(too_large).collect();
-        for tile in &alone {
-            found.extend(self.run_tile(img, tile, thresholds, None, f32::INFINITY)?);
-        }
-        if self.settings.mirrored && !alone.is_empty() {
-            let width = img.width();
-            let mirrored = image::imageops::flip_horizontal(img);
-            for tile in &alone {
-                let tile = Tile {
-                    x: width - tile.x - tile.width,
-                    ..*tile
-                };
-                let on_tile = self.run_tile(&mirrored, &tile, thresholds, None, f32::INFINITY)?;
-                found.extend(on_tile.into_iter().map(|c| Candidate {
-                    bbox: c.bbox.mirrored(width as f32),
-                    ..c
-                }));
+        if !alone.is_empty() {
+            for (view, picture) in View::of(img, self.settings.mirrored) {
+                for tile in &alone {
+                    let on_tile =
+                        self.run_tile(&picture, &view.tile(tile), thresholds, None, f32::INFINITY)?;
+                    found.extend(on_tile.into_iter().map(|c| view.back(c)));
+                }
             }
         }
         for sheet in &sheets {
@@ -716,14 +703,10 @@ impl Detector {
             height,
             scale: 1.0,
         };
-        let mut found = self.candidates(sheet, &tile, floor)?;
-        if self.settings.mirrored {
-            let mirrored = image::imageops::flip_horizontal(sheet);
-            let on_mirrored = self.candidates(&mirrored, &tile, floor)?;
-            found.extend(on_mirrored.into_iter().map(|c| Candidate {
-                bbox: c.bbox.mirrored(width as f32),
-                ..c
-            }));
+        let mut found = Vec::new();
+        for (view, picture) in View::of(sheet, self.settings.mirrored) {
+            let on_view = self.candidates(&picture, &tile, floor)?;
+            found.extend(on_view.into_iter().map(|c| view.back(c)));
         }
         Ok(found)
     }
