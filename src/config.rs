@@ -91,10 +91,10 @@ pub struct DetectorConfig {
     /// Unset, the family's default, or `threshold` when that is set.
     pub cut_threshold: Option<f32>,
     pub nms_iou: Option<f32>,
-    /// Whether every picture is also looked at mirrored left to right, in detection and in the
-    /// re-check (about twice this detector's time, less the edges' second look, which is not
+    /// Whether the passes that upscale the picture also look at it mirrored left to right, in
+    /// detection and in the re-check (about twice their time; the edges' second look is not
     /// mirrored). Unset: yes for faces, no for plates
-    /// (see `detect::Class::looked_at_mirrored`).
+    /// (see `detect::Class::looked_at_mirrored` and `detect::DetectorSettings::mirrors`).
     pub mirrored: Option<bool>,
     #[serde(default)]
     pub tiling: TilingOverrides,

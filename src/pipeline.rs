@@ -299,12 +299,12 @@ impl Pipeline {
                     .collect();
                 ModelPlan {
                     model: d.name.clone(),
-                    passes: crate::detect::tiles::passes(&plan),
+                    passes: d.passes(&plan),
                     edges: edges.first().map(|t| crate::detect::tiles::Pass {
                         scale: t.scale,
                         tiles: edges.len() as u32,
+                        mirrored: false,
                     }),
-                    mirrored: d.mirrored(),
                 }
             })
             .collect()

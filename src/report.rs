@@ -25,9 +25,6 @@ pub struct ModelPlan {
     /// the tiles of both strips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edges: Option<Pass>,
-    /// Whether every pass was run a second time over the picture mirrored left to right.
-    #[serde(default)]
-    pub mirrored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

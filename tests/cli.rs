@@ -126,10 +126,17 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
         t1["detections"][0]["box"].as_array().unwrap().len() == 4
             && t1["detections"][0]["score"].is_f64()
     );
-    // face models look at the picture mirrored as well, plate models once
+    // face models look at the picture mirrored as well in the passes that upscale it, plate
+    // models once
     for plan in t1["plan"].as_array().unwrap() {
         let face = plan["model"].as_str().unwrap().starts_with("centerface");
-        assert_eq!(plan["mirrored"], face, "{plan}");
+        let passes = plan["passes"].as_array().unwrap();
+        assert!(passes.len() >= 2, "{plan}");
+        for pass in passes {
+            let upscales = pass["scale"].as_f64().unwrap() > 1.0;
+            assert_eq!(pass["mirrored"], face && upscales, "{plan}");
+        }
+        assert!(passes[0]["scale"].as_f64().unwrap() > 1.0, "{plan}");
     }
     let manifest = veil::manifest::Manifest::load(&root().join("models")).unwrap();
     for m in t1["models"].as_array().unwrap() {

@@ -122,19 +122,21 @@ fn every_face_of_a_crowd_is_covered_and_found_whole() {
 /// What the default configuration covers per size bucket, less a margin of about one object: a
 /// guard against regressions, on each set (measured: README "Small objects"). The goal is 0.99
 /// everywhere.
-/// - The scenes as drawn: faces of 16 and 24 px and plates of 20, 28 and 40 px reach it. Faces
-///   of 10 and 12 px miss one each (0.989), both cut by the frame and never found by detection:
-///   camera.png's on the 1080p edge-cut frame (7 × 5 px of it inside the frame) and t1.jpg's
-///   second face on the 720p one. The two 20 px plates missed are cut by the frame along their
-///   length, to 2.5 and 3.8 px of their height.
+/// - The scenes as drawn: faces of 24 px and plates of 20, 28 and 40 px reach it. Faces of 10,
+///   12 and 16 px miss one each (0.989), all cut by the frame and never found by detection:
+///   camera.png's 10 px face on the 1080p edge-cut frame (7 × 5 px of it inside the frame),
+///   t1.jpg's second face on the 720p one, and camera.png's 16 px profile cut by its right
+///   edge (found while the passes at 1× looked at the picture mirrored too). The two 20 px
+///   plates missed are cut by the frame along their length, to 2.5 and 3.8 px of their height.
 /// - The scenes made of held-apart faces (tests/data/bench_faces.toml), on which no setting of
 ///   veil was chosen: how the defaults carry over to other faces. Every face is covered; before
 ///   face models also looked at the picture mirrored, a three-quarter profile 6.4 px wide at
 ///   10 px high was missed on the grayscale 1080p frame.
 /// - The scenes mirrored left to right ([`Camera::Mirrored`]): the same objects and
 ///   backgrounds, each seen the other way round, each edge-cut object cut by the other edge.
-///   Every face is covered; with one look per picture the defaults covered 90/92, 90/90, 88/90,
-///   90/91 faces here (a profile scored 0.26 one way and 0.06 the other).
+///   Every face but camera.png's 16 px profile cut by a side edge (as above) is covered; with
+///   one look per picture the defaults covered 90/92, 90/90, 88/90, 90/91 faces here (a profile
+///   scored 0.26 one way and 0.06 the other).
 const FLOORS: [(&str, f64); 7] = [
     ("face 10 px", 0.98),
     ("face 12 px", 0.98),
@@ -146,10 +148,9 @@ const FLOORS: [(&str, f64); 7] = [
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
-/// the defaults change (measured: 1.36 %, README "Small objects"; 0.79 % before face models
-/// looked at pictures mirrored as well), plus a margin: recall bought with false detections
-/// shows here.
-const OVER_REDACTION_CEILING: f64 = 0.016;
+/// the defaults change (measured: 0.90 % as drawn, 0.86 % held-apart, 1.23 % mirrored, README
+/// "Small objects"), plus a margin: recall bought with false detections shows here.
+const OVER_REDACTION_CEILING: f64 = 0.014;
 
 #[test]
 fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {

@@ -93,11 +93,14 @@ impl Tile {
     }
 }
 
-/// One pass of a plan, as reported: its scale and how many tiles it takes.
+/// One pass of a plan, as reported: its scale, how many tiles it takes, and whether it is run a
+/// second time over the picture mirrored left to right.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pass {
     pub scale: f32,
     pub tiles: u32,
+    #[serde(default)]
+    pub mirrored: bool,
 }
 
 /// Summarises a plan pass by pass, finest first.
@@ -109,6 +112,7 @@ pub fn passes(plan: &[Tile]) -> Vec<Pass> {
             _ => passes.push(Pass {
                 scale: t.scale,
                 tiles: 1,
+                mirrored: false,
             }),
         }
     }
