@@ -866,18 +866,22 @@ mod tests {
     use super::*;
     use ndarray::ArrayD;
 
-    #[test]
-    fn only_the_passes_that_upscale_look_at_the_mirrored_picture() {
-        let thresholds = Thresholds {
+    /// Thresholds with every level apart: tiny objects up to 14 px, small up to 20 px.
+    fn thresholds() -> Thresholds {
+        Thresholds {
             large: 0.15,
             small: 0.1,
             small_up_to: 20.0,
             tiny: 0.07,
             tiny_up_to: 14.0,
             cut: 0.05,
-        };
+        }
+    }
+
+    #[test]
+    fn only_the_passes_that_upscale_look_at_the_mirrored_picture() {
         let settings = |mirrored| DetectorSettings {
-            thresholds,
+            thresholds: thresholds(),
             nms_iou: 0.3,
             tiling: tiles::ANY_SIZE_TILING,
             smallest: 10.0,
@@ -892,14 +896,7 @@ mod tests {
 
     #[test]
     fn tiny_small_and_cut_objects_are_held_to_their_thresholds_and_others_to_the_large_one() {
-        let t = Thresholds {
-            large: 0.15,
-            small: 0.1,
-            small_up_to: 20.0,
-            tiny: 0.07,
-            tiny_up_to: 14.0,
-            cut: 0.05,
-        };
+        let t = thresholds();
         let c = |height: f32, score| Candidate {
             bbox: BoxF::new(10.0, 10.0, 110.0, 10.0 + height),
             score,
