@@ -76,13 +76,12 @@ const SAME_OBJECT_NESTED: f32 = 0.6;
 fn same_object(a: &Detection, b: &Detection) -> bool {
     let grown = |d: &Detection| d.bbox.grown_by(SAME_OBJECT_SLACK_PX, SAME_OBJECT_SLACK_PX);
     let (a_box, b_box) = (grown(a), grown(b));
-    let shared = a_box.intersection(&b_box).map_or(0.0, |i| i.area());
     let (small, large) = if a_box.area() <= b_box.area() {
-        (a_box.area(), b_box.area())
+        (a_box, b_box)
     } else {
-        (b_box.area(), a_box.area())
+        (b_box, a_box)
     };
-    let nested = shared >= small - 1e-3 && small >= SAME_OBJECT_NESTED * large;
+    let nested = large.contains(&small) && small.area() >= SAME_OBJECT_NESTED * large.area();
     a.class == b.class && (a_box.iou(&b_box) >= SAME_OBJECT_IOU || nested)
 }
 

@@ -14,6 +14,8 @@ mod views;
 pub mod yolov8;
 pub mod yunet;
 
+use std::borrow::Cow;
+
 use image::RgbImage;
 use ndarray::ArrayViewD;
 use ort::session::Session;
@@ -424,6 +426,18 @@ impl DetectorSettings {
     pub fn mirrors(&self, scale: f32) -> bool {
         self.mirrored && scale > 1.0
     }
+
+    /// The views of `img` that some tile of `tiles` looks at, each with the picture it
+    /// searches ([`Self::looks`]).
+    fn views<'a>(&self, img: &'a RgbImage, tiles: &[Tile]) -> Vec<(View, Cow<'a, RgbImage>)> {
+        View::of(img, tiles.iter().any(|t| self.mirrors(t.scale)))
+    }
+
+    /// Whether `tile` is run over `view`: every tile over the picture as drawn, those of the
+    /// passes that look both ways ([`Self::mirrors`]) over the mirrored one as well.
+    fn looks(&self, view: View, tile: &Tile) -> bool {
+        view == View::AsDrawn || self.mirrors(tile.scale)
+    }
 }
 
 /// One model, its session and its settings. Not shared between threads: `Session::run` needs
@@ -504,8 +518,7 @@ impl Detector {
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let mut found = Found::default();
-        let mirrored = plan.iter().any(|t| self.settings.mirrors(t.scale));
-        for (view, picture) in View::of(img, mirrored) {
+        for (view, picture) in self.settings.views(img, &plan) {
             let frame = frame.map(|f| view.map(*f));
             self.run_plan(&picture, frame.as_ref(), &plan, view, &mut found)?;
         }
@@ -515,9 +528,9 @@ impl Detector {
         Ok(self.finish(img, found))
     }
 
-    /// Runs every tile of `plan` that looks at `view` ([`DetectorSettings::mirrors`]) over
-    /// `img`, the searched image as `view` shows it, and adds what each finds to `found`, mapped
-    /// back to the image as drawn.
+    /// Runs every tile of `plan` that looks at `view` ([`DetectorSettings::looks`]) over `img`,
+    /// the searched image as `view` shows it, and adds what each finds to `found`, mapped back
+    /// to the image as drawn.
     fn run_plan(
         &mut self,
         img: &RgbImage,
@@ -528,12 +541,9 @@ impl Detector {
     ) -> Result<(), DetectError> {
         let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let settings = self.settings;
-        for tile in plan
-            .iter()
-            .filter(|t| view.shown_to(settings.mirrors(t.scale)))
-        {
-            let largest = self.settings.tiling.largest_kept(tile.scale, coarsest);
-            let on_tile = self.run_tile(img, tile, self.settings.thresholds, frame, largest)?;
+        for tile in plan.iter().filter(|t| settings.looks(view, t)) {
+            let largest = settings.tiling.largest_kept(tile.scale, coarsest);
+            let on_tile = self.run_tile(img, tile, settings.thresholds, frame, largest)?;
             found.add(on_tile, tile, img.dimensions(), |b| Some(view.map(b)));
         }
         Ok(())
@@ -708,12 +718,8 @@ impl Detector {
         }
         let mut found = Vec::new();
         if !alone.is_empty() {
-            let mirrored = alone.iter().any(|t| settings.mirrors(t.scale));
-            for (view, picture) in View::of(img, mirrored) {
-                for tile in alone
-                    .iter()
-                    .filter(|t| view.shown_to(settings.mirrors(t.scale)))
-                {
+            for (view, picture) in settings.views(img, &alone) {
+                for tile in alone.iter().filter(|t| settings.looks(view, t)) {
                     let on_tile =
                         self.run_tile(&picture, &view.tile(tile), thresholds, None, f32::INFINITY)?;
                     found.extend(on_tile.into_iter().map(|c| view.back(c)));

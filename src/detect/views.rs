@@ -31,12 +31,6 @@ impl View {
         views
     }
 
-    /// Whether a pass is run over this view: every pass over the picture as drawn, those that
-    /// look both ways (`mirrored`) over the mirrored one as well.
-    pub fn shown_to(self, mirrored: bool) -> bool {
-        self == View::AsDrawn || mirrored
-    }
-
     /// A box between the picture as drawn and this view's picture, either way (mirroring
     /// twice gives the box itself).
     pub fn map(self, b: BoxF) -> BoxF {
