@@ -93,40 +93,58 @@ fn is_zero(n: &u8) -> bool {
     *n == 0
 }
 
-/// The first pair of boxes that overlap and whose union `fits`, if any.
-fn first_overlap(boxes: &[BoxF], fits: impl Fn(&BoxF) -> bool) -> Option<(usize, usize)> {
+/// The first pair of `boxes` that `pair_up` accepts, if any.
+fn first_pair(boxes: &[BoxF], pair_up: impl Fn(&BoxF, &BoxF) -> bool) -> Option<(usize, usize)> {
     (0..boxes.len())
         .flat_map(|i| (i + 1..boxes.len()).map(move |j| (i, j)))
-        .find(|&(i, j)| {
-            boxes[i].intersection(&boxes[j]).is_some() && fits(&boxes[i].union(&boxes[j]))
-        })
+        .find(|&(i, j)| pair_up(&boxes[i], &boxes[j]))
 }
 
-/// The part of `tile` that holds every one of `windows` (which lie in it): the tile is run as
-/// one piece where its windows would share it anyway, but a model that takes any input size
-/// need not look at the rest (a portrait's face alone, not the whole picture). The part starts
-/// where the tile's own grid of [`sheets::ALIGN`] model pixels falls, so that the model's
-/// output grid lies on the pixels as it did in detection.
-fn spanned(tile: &Tile, windows: &[BoxF]) -> Tile {
-    let part = windows
-        .iter()
-        .copied()
-        .reduce(|a, b| a.union(&b))
-        .and_then(|u| u.intersection(&tile.bbox()))
-        .and_then(|span| span.pixel_rect(tile.x + tile.width, tile.y + tile.height));
-    let Some((x1, y1, width, height)) = part else {
-        return *tile;
-    };
+/// `boxes` with every pair that `pair_up` accepts replaced by their union, until no pair is.
+fn merged(mut boxes: Vec<BoxF>, pair_up: impl Fn(&BoxF, &BoxF) -> bool) -> Vec<BoxF> {
+    while let Some((i, j)) = first_pair(&boxes, &pair_up) {
+        boxes[i] = boxes[i].union(&boxes[j]);
+        boxes.swap_remove(j);
+    }
+    boxes
+}
+
+/// How much more model time a run over the span of two groups of windows may cost than one run
+/// over each, for the two to be run as one piece (see [`spans`]).
+const SPAN_SHARING: f32 = 2.0;
+
+/// The windows of a tile run as one piece, gathered into the spans that are each run as a
+/// piece of their own ([`spanned`]): two spans become one where a run over their union costs
+/// at most [`SPAN_SHARING`] times the two runs apart (the model's time follows the area it
+/// sees). Windows side by side, up to about twice their size apart, share a run and the
+/// picture between them, where a blurred head beside another can be scored as one larger face
+/// that neither window holds (t1.jpg, a group photo: two heads scored 0.19 as one); windows far
+/// apart do not make the model look at everything between them (a portrait's face and a false
+/// box in a corner of the picture: the whole picture, where the face's span is a tenth of it).
+fn spans(windows: &[BoxF]) -> Vec<BoxF> {
+    merged(windows.to_vec(), |a, b| {
+        a.union(b).area() <= SPAN_SHARING * (a.area() + b.area())
+    })
+}
+
+/// The part of `tile` that holds `span` (a group of windows, see [`spans`]), if they meet: a model that takes
+/// any input size need not look at the rest of the tile (a portrait's face alone, not the whole
+/// picture). The part starts where the tile's own grid of [`sheets::ALIGN`] model pixels falls,
+/// so that the model's output grid lies on the pixels as it did in detection.
+fn spanned(tile: &Tile, span: &BoxF) -> Option<Tile> {
+    let (x1, y1, width, height) = span
+        .intersection(&tile.bbox())?
+        .pixel_rect(tile.x + tile.width, tile.y + tile.height)?;
     let step = ((sheets::ALIGN as f32 / tile.scale).round() as u32).max(1);
     let x = tile.x + (x1 - tile.x) / step * step;
     let y = tile.y + (y1 - tile.y) / step * step;
-    Tile {
+    Some(Tile {
         x,
         y,
         width: x1 + width - x,
         height: y1 + height - y,
         scale: tile.scale,
-    }
+    })
 }
 
 /// Whether the re-check looks at `redacted` (a region, and the object it was grown from) in the
@@ -620,9 +638,9 @@ impl Detector {
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
-    /// sheet; a tile mostly covered by windows is run as one piece, over the part of it its
-    /// windows span (`spanned`), and so is a pass of one tile (the coarse pass for large
-    /// objects: one run at the model's own size, and a blurred head next to another can be
+    /// sheet; a tile mostly covered by windows is run in pieces, over the parts of it its
+    /// windows span (`spans`, `spanned`), and so is a pass of one tile (the coarse pass for
+    /// large objects: runs at the model's own size, and a blurred head next to another can be
     /// scored as one large box that neither window holds; t1.jpg, two heads scored 0.19 as one
     /// by a whole-image run); the other windows, of every pass, are scaled to their pass and
     /// laid out together on sheets ([`sheets`]), one run each.
@@ -669,7 +687,7 @@ impl Detector {
         let alone = |t: &Tile| plan.iter().filter(|u| u.scale == t.scale).count() == 1;
         let mut whole = Vec::new();
         let mut windows_at_scale: Vec<Tile> = Vec::new();
-        for (tile, mut windows) in plan.iter().zip(per_tile) {
+        for (tile, windows) in plan.iter().zip(per_tile) {
             let tile_box = tile.bbox();
             // Overlapping windows are merged only while the union still fits on a sheet: a
             // window too large for one costs a run of its own, while two overlapping windows
@@ -677,13 +695,16 @@ impl Detector {
             let fits = |b: &BoxF| {
                 (b.width() + 2.0) * tile.scale <= room && (b.height() + 2.0) * tile.scale <= room
             };
-            while let Some((i, j)) = first_overlap(&windows, fits) {
-                windows[i] = windows[i].union(&windows[j]);
-                windows.swap_remove(j);
-            }
+            let windows = merged(windows, |a, b| {
+                a.intersection(b).is_some() && fits(&a.union(b))
+            });
             let covered = windows.iter().map(BoxF::area).sum::<f32>();
             if !windows.is_empty() && (alone(tile) || covered >= 0.5 * tile_box.area()) {
-                whole.push(spanned(tile, &windows));
+                whole.extend(
+                    spans(&windows)
+                        .iter()
+                        .filter_map(|span| spanned(tile, span)),
+                );
                 continue;
             }
             windows_at_scale.extend(
@@ -944,7 +965,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tile_run_as_one_piece_is_cut_to_its_windows_on_its_own_grid() {
+    fn a_tile_run_in_pieces_is_cut_to_its_spans_on_its_own_grid() {
         let tile = Tile {
             x: 100,
             y: 50,
@@ -952,21 +973,18 @@ mod tests {
             height: 800,
             scale: 1.0,
         };
-        let windows = [
-            BoxF::new(213.4, 300.2, 260.0, 350.0),
-            BoxF::new(400.0, 420.0, 470.5, 500.0),
-        ];
-        let part = spanned(&tile, &windows);
-        // starts on the tile's 8 px grid at or before the first window, ends past the last
+        let span = BoxF::new(213.4, 300.2, 470.5, 500.0);
+        let part = spanned(&tile, &span).unwrap();
+        // starts on the tile's 8 px grid at or before the span, ends past it
         assert_eq!((part.x, part.y), (212, 298));
         assert_eq!((part.x + part.width, part.y + part.height), (471, 500));
         // at 4× the grid is 2 source pixels
-        let fine = spanned(&Tile { scale: 4.0, ..tile }, &windows);
+        let fine = spanned(&Tile { scale: 4.0, ..tile }, &span).unwrap();
         assert_eq!((fine.x, fine.y), (212, 300));
-        // never beyond the tile, and the tile itself without windows
-        let past = spanned(&tile, &[BoxF::new(0.0, 0.0, 2000.0, 2000.0)]);
-        assert_eq!(past, tile);
-        assert_eq!(spanned(&tile, &[]), tile);
+        // never beyond the tile, and nothing for a span beside it
+        let past = spanned(&tile, &BoxF::new(0.0, 0.0, 2000.0, 2000.0));
+        assert_eq!(past, Some(tile));
+        assert_eq!(spanned(&tile, &BoxF::new(0.0, 0.0, 90.0, 40.0)), None);
     }
 
     #[test]
@@ -977,10 +995,33 @@ mod tests {
             BoxF::new(100.0, 10.0, 130.0, 30.0),
             BoxF::new(300.0, 0.0, 310.0, 10.0),
         ];
-        assert_eq!(first_overlap(&boxes, |_| true), Some((0, 1)));
+        let overlap_fitting = |width: f32| {
+            move |a: &BoxF, b: &BoxF| a.intersection(b).is_some() && a.union(b).width() <= width
+        };
+        assert_eq!(first_pair(&boxes, overlap_fitting(1000.0)), Some((0, 1)));
         // 0 ∪ 1 is 110 px wide: too wide; 1 ∪ 2 (80 px) fits
-        assert_eq!(first_overlap(&boxes, |u| u.width() <= 100.0), Some((1, 2)));
-        assert_eq!(first_overlap(&boxes, |u| u.width() <= 50.0), None);
+        assert_eq!(first_pair(&boxes, overlap_fitting(100.0)), Some((1, 2)));
+        assert_eq!(first_pair(&boxes, overlap_fitting(50.0)), None);
+        assert_eq!(merged(boxes.to_vec(), overlap_fitting(1000.0)).len(), 2);
+    }
+
+    #[test]
+    fn windows_side_by_side_share_a_span_and_windows_far_apart_do_not() {
+        let window = |x: f32, y: f32| BoxF::new(x, y, x + 40.0, y + 50.0);
+        // two heads a window apart, and a false box in a far corner of a 1280 × 886 photo
+        let heads = [window(300.0, 200.0), window(380.0, 205.0)];
+        let corner = window(1240.0, 836.0);
+        let spans = spans(&[heads[0], corner, heads[1]]);
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert!(spans.contains(&heads[0].union(&heads[1])));
+        assert!(spans.contains(&corner));
+        // a run over three small windows spread over the photo costs more than twice theirs
+        let spread = [
+            window(0.0, 0.0),
+            window(600.0, 400.0),
+            window(1200.0, 800.0),
+        ];
+        assert_eq!(super::spans(&spread).len(), 3);
     }
 
     #[test]
