@@ -136,16 +136,17 @@ const SPAN_SHARING: f32 = 2.0;
 /// that neither window holds (t1.jpg, a group photo: two heads scored 0.19 as one); windows far
 /// apart do not make the model look at everything between them (a portrait's face and a false
 /// box in a corner of the picture: the whole picture, where the face's span is a tenth of it).
-fn spans(windows: &[BoxF]) -> Vec<BoxF> {
-    merged(windows.to_vec(), |a, b| {
+fn spans(windows: Vec<BoxF>) -> Vec<BoxF> {
+    merged(windows, |a, b| {
         a.union(b).area() <= SPAN_SHARING * (a.area() + b.area())
     })
 }
 
-/// The part of `tile` that holds `span` (a group of windows, see [`spans`]), if they meet: a model that takes
-/// any input size need not look at the rest of the tile (a portrait's face alone, not the whole
-/// picture). The part starts where the tile's own grid of [`sheets::ALIGN`] model pixels falls,
-/// so that the model's output grid lies on the pixels as it did in detection.
+/// The part of `tile` that holds `span` (a group of windows, see [`spans`]), if they meet: a
+/// model that takes any input size need not look at the rest of the tile (a portrait's face
+/// alone, not the whole picture). The part starts where the tile's own grid of
+/// [`sheets::ALIGN`] model pixels falls, so that the model's output grid lies on the pixels as
+/// it did in detection.
 fn spanned(tile: &Tile, span: &BoxF) -> Option<Tile> {
     let (x1, y1, width, height) = span
         .intersection(&tile.bbox())?
@@ -715,11 +716,7 @@ impl Detector {
             });
             let covered = windows.iter().map(BoxF::area).sum::<f32>();
             if !windows.is_empty() && (alone(tile) || covered >= 0.5 * tile_box.area()) {
-                whole.extend(
-                    spans(&windows)
-                        .iter()
-                        .filter_map(|span| spanned(tile, span)),
-                );
+                whole.extend(spans(windows).iter().filter_map(|span| spanned(tile, span)));
                 continue;
             }
             windows_at_scale.extend(
@@ -1026,7 +1023,7 @@ mod tests {
         // two heads a window apart, and a false box in a far corner of a 1280 × 886 photo
         let heads = [window(300.0, 200.0), window(380.0, 205.0)];
         let corner = window(1240.0, 836.0);
-        let spans = spans(&[heads[0], corner, heads[1]]);
+        let spans = spans(vec![heads[0], corner, heads[1]]);
         assert_eq!(spans.len(), 2, "{spans:?}");
         assert!(spans.contains(&heads[0].union(&heads[1])));
         assert!(spans.contains(&corner));
@@ -1036,7 +1033,7 @@ mod tests {
             window(600.0, 400.0),
             window(1200.0, 800.0),
         ];
-        assert_eq!(super::spans(&spread).len(), 3);
+        assert_eq!(super::spans(spread.to_vec()).len(), 3);
     }
 
     #[test]
