@@ -79,8 +79,8 @@ pub struct DetectorConfig {
     pub model: String,
     pub threshold: Option<f32>,
     /// Threshold for objects within a factor of 2 of the smallest guaranteed size of the class,
-    /// either way (see `detect::Thresholds`). Unset, it is the family's default, or `threshold` when that is
-    /// set: one explicit threshold then holds for every size.
+    /// either way (see `detect::Thresholds`). Unset, it is the family's default, or `threshold`
+    /// when that is set: one explicit threshold then holds for every size.
     pub small_threshold: Option<f32>,
     /// Threshold for objects within a factor of 1.4 of the smallest guaranteed size (see
     /// `detect::Thresholds`). Unset, the model's default, or `small_threshold` (else
