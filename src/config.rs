@@ -78,11 +78,11 @@ impl Default for Config {
 pub struct DetectorConfig {
     pub model: String,
     pub threshold: Option<f32>,
-    /// Threshold for objects within a factor of 2 of the smallest guaranteed size of the class,
-    /// either way (see `detect::Thresholds`). Unset, it is the family's default, or `threshold`
-    /// when that is set: one explicit threshold then holds for every size.
+    /// Threshold for objects up to twice the smallest guaranteed size of the class (see
+    /// `detect::Thresholds`). Unset, it is the family's default, or `threshold` when that is
+    /// set: one explicit threshold then holds for every size.
     pub small_threshold: Option<f32>,
-    /// Threshold for objects within a factor of 1.4 of the smallest guaranteed size (see
+    /// Threshold for objects up to 1.4 times the smallest guaranteed size (see
     /// `detect::Thresholds`). Unset, the model's default, or `small_threshold` (else
     /// `threshold`) when that is set.
     pub tiny_threshold: Option<f32>,
@@ -102,7 +102,8 @@ pub struct DetectorConfig {
 
 impl DetectorConfig {
     /// The thresholds this detector keeps objects at, for a class whose smallest guaranteed
-    /// size is `smallest` (see `detect::Thresholds` for the sizes each holds).
+    /// size is `smallest`: the small-object one holds up to twice that size, the tiny-object one
+    /// up to 1.4 times it.
     fn thresholds(&self, defaults: &FamilyDefaults, smallest: f32) -> Thresholds {
         Thresholds {
             large: self.threshold.unwrap_or(defaults.threshold),
@@ -110,16 +111,17 @@ impl DetectorConfig {
                 .small_threshold
                 .or(self.threshold)
                 .unwrap_or(defaults.small_threshold),
+            small_up_to: 2.0 * smallest,
             tiny: self
                 .tiny_threshold
                 .or(self.small_threshold)
                 .or(self.threshold)
                 .unwrap_or(defaults.tiny_threshold),
+            tiny_up_to: 1.4 * smallest,
             cut: self
                 .cut_threshold
                 .or(self.threshold)
                 .unwrap_or(defaults.cut_threshold),
-            smallest,
         }
     }
 }
@@ -422,7 +424,7 @@ mod tests {
                 defaults.cut_threshold
             )
         );
-        assert_eq!(family.smallest, 10.0);
+        assert_eq!((family.small_up_to, family.tiny_up_to), (20.0, 14.0));
         let one = t(Some(0.3), None);
         assert_eq!(
             (one.large, one.small, one.tiny, one.cut),

@@ -24,7 +24,7 @@ const LARGE_MARGIN: f32 = 0.75;
 
 /// Whether a find of the re-check is large: more than twice the small-object size.
 fn is_large(class: Class, find: &BoxF, thresholds: &Thresholds) -> bool {
-    class.size(find) > 2.0 * thresholds.small_up_to()
+    class.size(find) > 2.0 * thresholds.small_up_to
 }
 
 /// The share of its detection threshold a find of the re-check must reach. Objects up to the
@@ -35,7 +35,7 @@ fn is_large(class: Class, find: &BoxF, thresholds: &Thresholds) -> bool {
 /// boxes at half the thresholds, 51 at the threshold itself). Larger finds reach
 /// [`LARGE_MARGIN`] of theirs.
 fn margin(class: Class, find: &BoxF, thresholds: &Thresholds) -> f32 {
-    if class.size(find) <= thresholds.small_up_to() {
+    if class.size(find) <= thresholds.small_up_to {
         1.0
     } else {
         LARGE_MARGIN
@@ -113,8 +113,9 @@ mod tests {
         let thresholds = Thresholds {
             large: 0.2,
             small: 0.1,
+            small_up_to: 20.0,
             tiny: 0.09,
-            smallest: 10.0,
+            tiny_up_to: 14.0,
             cut: 0.08,
         };
         let find = |height: f32, score: f32| Detection {

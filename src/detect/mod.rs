@@ -356,43 +356,29 @@ pub struct DetectError {
 /// themselves outside.
 pub const CUT_SHARE: f32 = 0.25;
 
-/// How far from the smallest guaranteed size, either way, an object's size may be for the tiny
-/// objects' threshold to hold it (see [`Thresholds`]).
-const TINY_BAND: f32 = 1.4;
-
-/// How far from the smallest guaranteed size, either way, an object's size may be for the small
-/// objects' threshold to hold it, when the tiny one does not (see [`Thresholds`]).
-const SMALL_BAND: f32 = 2.0;
-
-/// The score a candidate must reach to be kept, by how far its size (source pixels, measured
-/// as [`Class::size`]) lies from `smallest`, the smallest guaranteed size, either way: `tiny`
-/// within a factor of [`TINY_BAND`], `small` within [`SMALL_BAND`], `large` beyond; and `cut`
-/// for objects cut by the frame, whatever their size, unless their size's own is lower
-/// (centerface-int8's small objects: 0.08 against a cut threshold of 0.1).
-///
-/// Above the guarantee: a model scores the smallest objects lowest (it sees them upscaled,
-/// with little detail), and a false box over a small object's area changes few pixels; a false
-/// large box blurs a patch of background anyone notices. So the small objects get a lower
-/// threshold, and those at the limit of the guarantee a lower one still: a face there that a
-/// camera recorded soft, or seen in profile, scores under the small objects' threshold, and a
-/// false box of its size changes fewest pixels of all. Below it the thresholds climb back the
-/// same way: nothing is promised there, the model sees such objects under the size it finds
-/// reliably, and most of what it scores there is texture (on bus.jpg, for a 10 px guarantee,
-/// a third of the face boxes were under 7 px; a real face of 10 px is boxed 8–13 px high).
-/// An object cut by the frame shows only part of itself (the mirrored border completes it
-/// only as a reflection), scores lower still, and a false box there changes only the part
-/// inside the frame. It counts as cut when at least [`CUT_SHARE`] of it lies beyond the frame:
-/// a box that only overhangs the edge shows the model nearly all of its object, and at the
-/// plates' cut threshold (0.01) a helmet at the bottom of a portrait, overhanging by 4 %, was
-/// blurred as a 224 × 192 px plate.
+/// The score a candidate must reach to be kept: `tiny` for objects no larger than `tiny_up_to`
+/// (source pixels, measured as [`Class::size`]), `small` for the others no larger than
+/// `small_up_to`, `large` for the rest, and `cut` for objects cut by the frame, whatever their
+/// size, unless their size's own is lower (centerface-int8's small objects: 0.08 against a cut
+/// threshold of 0.1). A model scores the smallest objects lowest (it sees them upscaled, with
+/// little detail), and a false box over a small object's area changes few pixels; a false large
+/// box blurs a patch of background anyone notices. So the small objects get a lower threshold,
+/// and those at the limit of the guarantee a lower one still: a face there that a camera
+/// recorded soft, or seen in profile, scores under the small objects' threshold, and a false
+/// box of its size changes fewest pixels of all. An object cut by the frame shows only
+/// part of itself (the mirrored border completes it only as a reflection), scores lower still,
+/// and a false box there changes only the part inside the frame. It counts as cut when at
+/// least [`CUT_SHARE`] of it lies beyond the frame: a box that only overhangs the edge shows
+/// the model nearly all of its object, and at the plates' cut threshold (0.01) a helmet at the
+/// bottom of a portrait, overhanging by 4 %, was blurred as a 224 × 192 px plate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     pub large: f32,
     pub small: f32,
+    pub small_up_to: f32,
     pub tiny: f32,
+    pub tiny_up_to: f32,
     pub cut: f32,
-    /// The smallest guaranteed size of the class, in source pixels (`[recall]`).
-    pub smallest: f32,
 }
 
 impl Thresholds {
@@ -404,11 +390,6 @@ impl Thresholds {
         } else {
             lowest
         }
-    }
-
-    /// The largest size the small objects' threshold holds.
-    pub fn small_up_to(&self) -> f32 {
-        SMALL_BAND * self.smallest
     }
 
     /// Every threshold times `factor` (the re-check of redacted regions uses a fraction).
@@ -432,15 +413,9 @@ impl Thresholds {
     /// The score an object of class `class` at `bbox` must reach (see `Thresholds::keeps`).
     pub fn needed(&self, class: Class, bbox: &BoxF, frame: Option<&BoxF>) -> f32 {
         let size = class.size(bbox);
-        // how many times larger or smaller than the smallest guaranteed size
-        let off = if size >= self.smallest {
-            size / self.smallest
-        } else {
-            self.smallest / size
-        };
-        let by_size = if off <= TINY_BAND {
+        let by_size = if size <= self.tiny_up_to {
             self.tiny
-        } else if off <= SMALL_BAND {
+        } else if size <= self.small_up_to {
             self.small
         } else {
             self.large
@@ -930,15 +905,15 @@ mod tests {
     use super::*;
     use ndarray::ArrayD;
 
-    /// Thresholds with every level apart, for a smallest guaranteed size of 10 px: tiny
-    /// objects from 7.1 to 14 px, small from 5 to 20 px.
+    /// Thresholds with every level apart: tiny objects up to 14 px, small up to 20 px.
     fn thresholds() -> Thresholds {
         Thresholds {
             large: 0.15,
             small: 0.1,
+            small_up_to: 20.0,
             tiny: 0.07,
+            tiny_up_to: 14.0,
             cut: 0.05,
-            smallest: 10.0,
         }
     }
 
@@ -967,15 +942,6 @@ mod tests {
         };
         assert!(t.keeps(Class::Face, &c(14.0, 0.07), None), "14 px is tiny");
         assert!(!t.keeps(Class::Face, &c(14.0, 0.06), None));
-        // below the guaranteed size the thresholds climb back the same way
-        assert!(t.keeps(Class::Face, &c(7.2, 0.07), None), "7.2 px is tiny");
-        assert!(
-            !t.keeps(Class::Face, &c(7.1, 0.09), None),
-            "7.1 px is small"
-        );
-        assert!(t.keeps(Class::Face, &c(5.0, 0.1), None), "5 px is small");
-        assert!(!t.keeps(Class::Face, &c(4.9, 0.14), None), "4.9 px is not");
-        assert!(t.keeps(Class::Face, &c(4.9, 0.15), None));
         assert!(
             !t.keeps(Class::Face, &c(15.0, 0.09), None),
             "15 px is small"
@@ -1007,7 +973,7 @@ mod tests {
             (half.large, half.small, half.tiny, half.cut),
             (0.075, 0.05, 0.035, 0.025)
         );
-        assert_eq!((half.smallest, half.small_up_to()), (10.0, 20.0));
+        assert_eq!((half.small_up_to, half.tiny_up_to), (20.0, 14.0));
     }
 
     #[test]
