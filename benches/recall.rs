@@ -24,7 +24,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::smallset::{self, Camera, Faces};
+use common::smallset::{self, Camera, Faces, Frames};
 use veil::config::{Config, RecallConfig};
 
 /// The most objects not covered that a configuration's table lists one by one.
@@ -153,7 +153,7 @@ fn main() {
             MIRRORED => Camera::Mirrored,
             _ => Camera::Sharp,
         };
-        let eval = smallset::evaluate(&engine, threads, faces, camera);
+        let eval = smallset::evaluate(&engine, threads, faces, camera, Frames::All);
         let wall = t.elapsed().as_secs_f64();
         assert!(
             !eval.buckets.is_empty(),

@@ -1,12 +1,12 @@
 //! Recall on the small-object set (tests/common/smallset.rs): faces of 10–24 px and plates of
 //! 20–40 px in 720p to 12 MP frames, cut by the frame, grayscale, drawn in the alpha plane and
-//! stored sideways; the same scenes made of held-apart faces, and mirrored. The default
+//! stored sideways; the same scenes up to 1080p made of held-apart faces, and mirrored. The default
 //! configuration is held, per size bucket, to what it was measured to cover by the coverage rule
 //! (the goal is ≥ 0.99 everywhere), and the rule itself is checked against its calibration points.
 
 mod common;
 
-use common::smallset::{self, Camera, Case, Faces, Plane, Variant};
+use common::smallset::{self, Camera, Case, Faces, Frames, Plane, Variant};
 use common::*;
 use image::RgbImage;
 
@@ -148,31 +148,37 @@ const FLOORS: [(&str, f64); 7] = [
 ];
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
-/// the defaults change (measured: 0.90 % as drawn, 0.86 % held-apart, 1.23 % mirrored, README
-/// "Small objects"), plus a margin: recall bought with false detections shows here.
-const OVER_REDACTION_CEILING: f64 = 0.014;
+/// the defaults change, plus a margin: recall bought with false detections shows here. The whole
+/// set as drawn (measured 0.90 %, README "Small objects"), where the large frames' background
+/// weighs most, and its frames up to 1080p, where objects stand closer (measured 1.82 % with
+/// held-apart faces, 2.56 % mirrored).
+const OVER_REDACTION_CEILING: [(Frames, f64); 2] =
+    [(Frames::All, 0.014), (Frames::UpTo1080p, 0.033)];
 
 #[test]
 fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {
-    covered_at_least(Faces::Known, Camera::Sharp, &FLOORS);
+    covered_at_least(Faces::Known, Camera::Sharp, Frames::All);
 }
 
 #[test]
 fn faces_veil_was_not_tuned_on_are_covered_at_least_as_well_as_measured() {
-    covered_at_least(Faces::HeldApart, Camera::Sharp, &FLOORS);
+    covered_at_least(Faces::HeldApart, Camera::Sharp, Frames::UpTo1080p);
 }
 
 #[test]
 fn mirrored_scenes_are_covered_at_least_as_well_as_measured() {
-    covered_at_least(Faces::Known, Camera::Mirrored, &FLOORS);
+    covered_at_least(Faces::Known, Camera::Mirrored, Frames::UpTo1080p);
 }
 
-/// Evaluates the default configuration on the set made of `faces` and recorded by `camera`,
-/// prints what it covers, its misses and the re-check's share of the time, and holds every
-/// bucket to its floor and the over-redaction to [`OVER_REDACTION_CEILING`].
-fn covered_at_least(faces: Faces, camera: Camera, floors: &[(&str, f64)]) {
+/// Evaluates the default configuration on the `frames` of the set made of `faces` and recorded
+/// by `camera`, prints what it covers, its misses and the re-check's share of the time, and
+/// holds every bucket to its floor ([`FLOORS`]) and the over-redaction to its ceiling
+/// ([`OVER_REDACTION_CEILING`]). The set as drawn runs whole; its variants run on the frames up
+/// to 1080p, whose objects are those of the larger frames at the same sizes (the recall bench
+/// runs every set whole).
+fn covered_at_least(faces: Faces, camera: Camera, frames: Frames) {
     let engine = config().engine().expect("models load");
-    let eval = smallset::evaluate(&engine, 2, faces, camera);
+    let eval = smallset::evaluate(&engine, 2, faces, camera, frames);
     let over_redacted = eval.over_redacted();
     let smallset::Evaluation {
         buckets,
@@ -200,12 +206,16 @@ fn covered_at_least(faces: Faces, camera: Camera, floors: &[(&str, f64)]) {
         verify / 1e3,
         100.0 * verify / detect
     );
+    let ceiling = OVER_REDACTION_CEILING
+        .iter()
+        .find_map(|&(f, c)| (f == frames).then_some(c))
+        .expect("a ceiling for every selection of frames");
     assert!(
-        over_redacted <= OVER_REDACTION_CEILING,
-        "over-redaction {over_redacted:.4} above {OVER_REDACTION_CEILING}"
+        over_redacted <= ceiling,
+        "over-redaction {over_redacted:.4} above {ceiling}"
     );
-    assert_eq!(buckets.len(), floors.len());
-    for &(bucket, floor) in floors {
+    assert_eq!(buckets.len(), FLOORS.len());
+    for &(bucket, floor) in &FLOORS {
         let (covered, total) = buckets[bucket];
         assert!(
             covered as f64 >= floor * total as f64,
