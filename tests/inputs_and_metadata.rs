@@ -12,8 +12,8 @@ use veil::rendition::Rendition;
 
 const ASTRONAUT_FACE: [f32; 4] = [178.0, 63.0, 268.0, 176.0];
 
-/// A TIFF (EXIF) block with Orientation = 6 and a GPS latitude.
-fn exif_with_orientation_6_and_gps() -> Vec<u8> {
+/// A TIFF (EXIF) block with Orientation = `orientation` and a GPS latitude.
+fn exif_with_orientation_and_gps(orientation: u32) -> Vec<u8> {
     let mut t = Vec::new();
     t.extend_from_slice(b"II\x2a\x00\x08\x00\x00\x00");
     let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32| {
@@ -22,9 +22,9 @@ fn exif_with_orientation_6_and_gps() -> Vec<u8> {
         t.extend_from_slice(&count.to_le_bytes());
         t.extend_from_slice(&value.to_le_bytes());
     };
-    // IFD0 at 8: Orientation (SHORT) = 6, GPSInfo (LONG) -> 38
+    // IFD0 at 8: Orientation (SHORT), GPSInfo (LONG) -> 38
     t.extend_from_slice(&2u16.to_le_bytes());
-    entry(&mut t, 0x0112, 3, 1, 6);
+    entry(&mut t, 0x0112, 3, 1, orientation);
     entry(&mut t, 0x8825, 4, 1, 38);
     t.extend_from_slice(&0u32.to_le_bytes());
     // GPS IFD at 38: LatitudeRef "N", Latitude 3 RATIONALs at 68
@@ -39,6 +39,46 @@ fn exif_with_orientation_6_and_gps() -> Vec<u8> {
     t
 }
 
+/// Every EXIF orientation turns the stored pixels into the picture a viewer shows: cameras
+/// held sideways or upside down write 3, 6 and 8, and mirrored ones (selfie modes, scanners) 2,
+/// 4, 5 and 7. Each picture is stored as the inverse of the turn its orientation names.
+#[test]
+fn every_exif_orientation_gives_the_picture_as_displayed() {
+    use image::imageops::{flip_horizontal, flip_vertical, rotate90, rotate180, rotate270};
+    // As displayed: 48 × 32, a white square in the top left corner over dark grey.
+    let shown = image::RgbImage::from_fn(48, 32, |x, y| {
+        image::Rgb(if x < 16 && y < 16 { [255; 3] } else { [40; 3] })
+    });
+    let stored = [
+        (1, shown.clone()),
+        (2, flip_horizontal(&shown)),
+        (3, rotate180(&shown)),
+        (4, flip_vertical(&shown)),
+        (5, flip_horizontal(&rotate90(&shown))),
+        (6, rotate270(&shown)),
+        (7, flip_vertical(&rotate90(&shown))),
+        (8, rotate90(&shown)),
+    ];
+    for (orientation, pixels) in stored {
+        let jpeg = jpeg(&pixels, 95);
+        let mut exif = b"Exif\0\0".to_vec();
+        exif.extend(exif_with_orientation_and_gps(orientation));
+        let mut input = jpeg[..2].to_vec();
+        input.extend(segment(0xE1, &exif));
+        input.extend_from_slice(&jpeg[2..]);
+        let decoded = veil::codec::decode(&input, &Default::default()).unwrap();
+        assert_eq!(decoded.orientation, orientation as u8);
+        let rgb = &decoded.picture.rgb;
+        assert_eq!(rgb.dimensions(), (48, 32), "orientation {orientation}");
+        // The square's corner and the three other corners, away from JPEG's ringing.
+        let level = |x, y| rgb.get_pixel(x, y).0[0];
+        assert!(level(4, 4) > 200, "orientation {orientation}: top left");
+        for (x, y) in [(43, 4), (4, 27), (43, 27)] {
+            assert!(level(x, y) < 90, "orientation {orientation}: ({x}, {y})");
+        }
+    }
+}
+
 #[test]
 fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
     // The photo as a viewer shows it (512×400), stored rotated as a camera held sideways would.
@@ -48,7 +88,7 @@ fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
         .to_rgb8();
     let jpeg = jpeg(&image::imageops::rotate270(&display), 95);
     let mut exif = b"Exif\0\0".to_vec();
-    exif.extend(exif_with_orientation_6_and_gps());
+    exif.extend(exif_with_orientation_and_gps(6));
     let mut input = jpeg[..2].to_vec();
     input.extend(segment(0xE1, &exif));
     input.extend(segment(
@@ -144,7 +184,7 @@ fn png_text_and_exif_chunks_are_not_carried_over() {
     // insert metadata chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)
     let mut input = original[..33].to_vec();
     input.extend(png_chunk(b"tEXt", b"Comment\0secret-comment"));
-    input.extend(png_chunk(b"eXIf", &exif_with_orientation_6_and_gps()));
+    input.extend(png_chunk(b"eXIf", &exif_with_orientation_and_gps(6)));
     input.extend(png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0secret-xmp"));
     input.extend_from_slice(&original[33..]);
     let result = pipeline_with(&config())
