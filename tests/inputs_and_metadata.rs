@@ -79,6 +79,39 @@ fn every_exif_orientation_gives_the_picture_as_displayed() {
     }
 }
 
+/// A CMYK JPEG (as print and scanning workflows write them, Adobe's convention) is read in the
+/// colours a viewer shows, so the models see the photo and not its negative.
+#[test]
+fn a_cmyk_jpeg_is_read_in_the_colours_a_viewer_shows() {
+    let rgb = image::load_from_memory(&photo("astronaut.png"))
+        .unwrap()
+        .to_rgb8();
+    let cmyk: Vec<u8> = rgb
+        .pixels()
+        .flat_map(|p| [255 - p.0[0], 255 - p.0[1], 255 - p.0[2], 0])
+        .collect();
+    let mut input = Vec::new();
+    jpeg_encoder::Encoder::new(&mut input, 95)
+        .encode(
+            &cmyk,
+            rgb.width() as u16,
+            rgb.height() as u16,
+            jpeg_encoder::ColorType::Cmyk,
+        )
+        .unwrap();
+    let decoded = veil::codec::decode(&input, &Default::default()).unwrap();
+    let read = &decoded.picture.rgb;
+    assert_eq!(read.dimensions(), rgb.dimensions());
+    let off: u64 = read
+        .as_raw()
+        .iter()
+        .zip(rgb.as_raw())
+        .map(|(a, b)| a.abs_diff(*b) as u64)
+        .sum();
+    let mean = off as f64 / rgb.as_raw().len() as f64;
+    assert!(mean < 4.0, "{mean:.1} levels off on average");
+}
+
 #[test]
 fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
     // The photo as a viewer shows it (512×400), stored rotated as a camera held sideways would.
