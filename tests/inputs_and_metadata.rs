@@ -39,6 +39,13 @@ fn exif_with_orientation_and_gps(orientation: u32) -> Vec<u8> {
     t
 }
 
+/// The APP1 segment of a JPEG carrying [`exif_with_orientation_and_gps`].
+fn exif_segment(orientation: u32) -> Vec<u8> {
+    let mut exif = b"Exif\0\0".to_vec();
+    exif.extend(exif_with_orientation_and_gps(orientation));
+    segment(0xE1, &exif)
+}
+
 /// Every EXIF orientation turns the stored pixels into the picture a viewer shows: cameras
 /// held sideways or upside down write 3, 6 and 8, and mirrored ones (selfie modes, scanners) 2,
 /// 4, 5 and 7. Each picture is stored as the inverse of the turn its orientation names.
@@ -61,10 +68,8 @@ fn every_exif_orientation_gives_the_picture_as_displayed() {
     ];
     for (orientation, pixels) in stored {
         let jpeg = jpeg(&pixels, 95);
-        let mut exif = b"Exif\0\0".to_vec();
-        exif.extend(exif_with_orientation_and_gps(orientation));
         let mut input = jpeg[..2].to_vec();
-        input.extend(segment(0xE1, &exif));
+        input.extend(exif_segment(orientation));
         input.extend_from_slice(&jpeg[2..]);
         let decoded = veil::codec::decode(&input, &Default::default()).unwrap();
         assert_eq!(decoded.orientation, orientation as u8);
@@ -120,10 +125,8 @@ fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
         .crop_imm(0, 0, 512, 400)
         .to_rgb8();
     let jpeg = jpeg(&image::imageops::rotate270(&display), 95);
-    let mut exif = b"Exif\0\0".to_vec();
-    exif.extend(exif_with_orientation_and_gps(6));
     let mut input = jpeg[..2].to_vec();
-    input.extend(segment(0xE1, &exif));
+    input.extend(exif_segment(6));
     input.extend(segment(
         0xE1,
         b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta>secret-xmp</x:xmpmeta>",

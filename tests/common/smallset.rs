@@ -473,7 +473,7 @@ pub enum Frames {
     UpTo1080p,
 }
 
-/// The cases of `frames`: every canvas size plain, and the variants at the two smaller sizes.
+/// The cases of the set that `frames` selects.
 pub fn cases(frames: Frames) -> Vec<(usize, (u32, u32), Variant)> {
     let mut list = Vec::new();
     for (i, &c) in CANVASES.iter().enumerate() {
