@@ -25,6 +25,9 @@ use zune_jpeg::JpegDecoder;
 pub enum Format {
     Jpeg,
     Png,
+    /// Read from baseline TIFF (the first image of a multi-page file), written
+    /// Deflate-compressed.
+    Tiff,
     Webp,
 }
 
@@ -33,6 +36,7 @@ impl Format {
         match self {
             Format::Jpeg => "jpg",
             Format::Png => "png",
+            Format::Tiff => "tif",
             Format::Webp => "webp",
         }
     }
@@ -41,6 +45,7 @@ impl Format {
         match self {
             Format::Jpeg => "image/jpeg",
             Format::Png => "image/png",
+            Format::Tiff => "image/tiff",
             Format::Webp => "image/webp",
         }
     }
@@ -72,7 +77,7 @@ pub enum InputError {
     Empty,
     #[error("the file is {size} bytes, over the limit of {limit} bytes")]
     TooManyBytes { size: u64, limit: u64 },
-    #[error("the file is not a JPEG, PNG or WebP image")]
+    #[error("the file is not a JPEG, PNG, TIFF or WebP image")]
     UnknownFormat,
     #[error("the image is {width}×{height} pixels, over the limit of {limit} pixels")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
@@ -153,6 +158,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
     let format = match image::guess_format(bytes) {
         Ok(ImageFormat::Jpeg) => Format::Jpeg,
         Ok(ImageFormat::Png) => Format::Png,
+        Ok(ImageFormat::Tiff) => Format::Tiff,
         Ok(ImageFormat::WebP) => Format::Webp,
         _ => return Err(InputError::UnknownFormat),
     };
@@ -160,7 +166,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
     // one panic. Whatever they do, a file is either decoded or refused.
     let decoded = std::panic::catch_unwind(|| match format {
         Format::Jpeg => decode_jpeg(bytes, limits),
-        Format::Png | Format::Webp => decode_other(bytes, format, limits),
+        Format::Png | Format::Tiff | Format::Webp => decode_other(bytes, format, limits),
     });
     let (mut img, orientation, icc) = decoded.map_err(|_| InputError::DecoderFailed(format))??;
     img.apply_orientation(orientation);
@@ -229,7 +235,9 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<Pixels, InputError> {
     Ok((img, orientation, icc))
 }
 
-/// PNG and WebP through the image crate, whose decoders fail on truncated data.
+/// PNG, TIFF and WebP through the image crate, whose decoders fail on truncated data. A TIFF's
+/// orientation is its own Orientation tag; of a multi-page TIFF only the first image is read
+/// (what is published is made from it alone, so the other pages never reach a copy).
 fn decode_other(bytes: &[u8], format: Format, limits: &Limits) -> Result<Pixels, InputError> {
     let corrupt = |e: image::ImageError| InputError::Corrupt(e.to_string());
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
@@ -274,6 +282,7 @@ fn image_format(f: Format) -> ImageFormat {
     match f {
         Format::Jpeg => ImageFormat::Jpeg,
         Format::Png => ImageFormat::Png,
+        Format::Tiff => ImageFormat::Tiff,
         Format::Webp => ImageFormat::WebP,
     }
 }
@@ -285,7 +294,8 @@ pub struct EncodeError {
     pub message: String,
 }
 
-/// Encodes pixels only. JPEG drops alpha; WebP is written lossless (the only WebP encoder here).
+/// Encodes pixels only. JPEG drops alpha; WebP is written lossless (the only WebP encoder here);
+/// TIFF has no grayscale-with-alpha layout in its encoder, so such a picture is written as RGBA.
 pub fn encode(
     pic: &Picture,
     format: Format,
@@ -299,7 +309,7 @@ pub fn encode(
             (Some(a), true, Format::Png | Format::Webp) => {
                 (interleave(pic, a, true).into(), ExtendedColorType::La8)
             }
-            (Some(a), false, Format::Png | Format::Webp) => {
+            (Some(a), _, Format::Png | Format::Tiff | Format::Webp) => {
                 (interleave(pic, a, false).into(), ExtendedColorType::Rgba8)
             }
             (_, true, _) => (luma(&pic.rgb).into(), ExtendedColorType::L8),
@@ -330,6 +340,7 @@ pub fn encode(
         Format::Png => {
             write_with(PngEncoder::new(&mut out), &data, (w, h), color, icc).map_err(err)?
         }
+        Format::Tiff => write_tiff(&mut out, &data, (w, h), color, icc).map_err(err)?,
         Format::Webp => write_with(
             WebPEncoder::new_lossless(&mut out),
             &data,
@@ -340,6 +351,53 @@ pub fn encode(
         .map_err(err)?,
     }
     Ok(out)
+}
+
+/// TIFF through the tiff crate, Deflate-compressed over horizontal differences: the image
+/// crate's TIFF encoder writes uncompressed strips only (a 12 MP copy would take 36 MB). The
+/// file holds the pixels and the tags that describe them, nothing of the source's directory.
+fn write_tiff(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    (w, h): (u32, u32),
+    color: ExtendedColorType,
+    icc: Option<&[u8]>,
+) -> Result<(), String> {
+    use tiff::encoder::{Compression, DeflateLevel, TiffEncoder, colortype};
+    let mut encoder = TiffEncoder::new(Cursor::new(out))
+        .map_err(|e| e.to_string())?
+        .with_compression(Compression::Deflate(DeflateLevel::Balanced))
+        .with_predictor(tiff::tags::Predictor::Horizontal);
+    let written = match color {
+        ExtendedColorType::L8 => tiff_image::<colortype::Gray8>(&mut encoder, data, (w, h), icc),
+        ExtendedColorType::Rgb8 => tiff_image::<colortype::RGB8>(&mut encoder, data, (w, h), icc),
+        ExtendedColorType::Rgba8 => tiff_image::<colortype::RGBA8>(&mut encoder, data, (w, h), icc),
+        other => return Err(format!("no TIFF layout for {other:?}")),
+    };
+    written.map_err(|e| e.to_string())
+}
+
+fn tiff_image<C: tiff::encoder::colortype::ColorType<Inner = u8>>(
+    encoder: &mut tiff::encoder::TiffEncoder<Cursor<&mut Vec<u8>>>,
+    data: &[u8],
+    (w, h): (u32, u32),
+    icc: Option<&[u8]>,
+) -> tiff::TiffResult<()> {
+    let mut image = encoder.new_image::<C>(w, h)?;
+    if C::BITS_PER_SAMPLE.len() == 4 {
+        // The fourth sample is straight (unassociated) alpha; without this tag readers are left
+        // to guess what it is.
+        let straight = [tiff::tags::ExtraSamples::UnassociatedAlpha.to_u16()];
+        image
+            .encoder()
+            .write_tag(tiff::tags::Tag::ExtraSamples, &straight[..])?;
+    }
+    if let Some(icc) = icc {
+        image
+            .encoder()
+            .write_tag(tiff::tags::Tag::IccProfile, icc)?;
+    }
+    image.write_data(data)
 }
 
 /// Writes pixels (and the ICC profile, if given) through one of the image crate's encoders.

@@ -191,6 +191,141 @@ fn exif_orientation_is_applied_before_detection_and_all_metadata_is_stripped() {
     assert_eq!(decoder.exif_metadata().unwrap(), None);
 }
 
+/// A TIFF of `pages`, LZW-compressed, its first page carrying an Orientation tag and text that
+/// names a person; later pages are plain.
+fn tiff(pages: &[&image::RgbImage], orientation: u16) -> Vec<u8> {
+    use tiff::encoder::{Compression, TiffEncoder, colortype::RGB8};
+    use tiff::tags::Tag;
+    let mut out = Vec::new();
+    let mut encoder = TiffEncoder::new(std::io::Cursor::new(&mut out))
+        .unwrap()
+        .with_compression(Compression::Lzw);
+    for (i, page) in pages.iter().enumerate() {
+        let mut image = encoder
+            .new_image::<RGB8>(page.width(), page.height())
+            .unwrap();
+        if i == 0 {
+            let dir = image.encoder();
+            dir.write_tag(Tag::Orientation, orientation).unwrap();
+            dir.write_tag(Tag::Artist, "secret-artist").unwrap();
+            dir.write_tag(Tag::ImageDescription, "secret-description")
+                .unwrap();
+        }
+        image.write_data(page.as_raw()).unwrap();
+    }
+    out
+}
+
+/// The tags of a TIFF's first directory, and whether another directory follows it.
+fn tiff_tags(bytes: &[u8]) -> (Vec<u16>, bool) {
+    let little = &bytes[..2] == b"II";
+    let u16_at = |i: usize| {
+        let b = [bytes[i], bytes[i + 1]];
+        if little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        }
+    };
+    let u32_at = |i: usize| {
+        let b = bytes[i..i + 4].try_into().unwrap();
+        if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
+    };
+    let ifd = u32_at(4) as usize;
+    let count = u16_at(ifd) as usize;
+    let tags = (0..count).map(|i| u16_at(ifd + 2 + 12 * i)).collect();
+    (tags, u32_at(ifd + 2 + 12 * count) != 0)
+}
+
+/// A TIFF (scanners, industrial and inspection cameras, archives) is read as a viewer shows it,
+/// by its own Orientation tag, and written back as a TIFF of one page that holds the redacted
+/// pixels and the tags that describe them: no text, no other page.
+#[test]
+fn a_tiff_is_read_as_displayed_and_written_back_with_its_pixels_alone() {
+    let display = image::load_from_memory(&photo("astronaut.png"))
+        .unwrap()
+        .crop_imm(0, 0, 512, 400)
+        .to_rgb8();
+    let input = tiff(&[&image::imageops::rotate270(&display), &display], 6);
+    let result = pipeline_with(&config())
+        .anonymise(&input, &[Rendition::default()])
+        .unwrap();
+    let report = &result.report;
+    assert_eq!(report.format, Format::Tiff);
+    assert_eq!(
+        (report.orientation, report.width, report.height),
+        (6, 512, 400)
+    );
+    let face = BoxF::from(ASTRONAUT_FACE);
+    assert!(
+        report
+            .detections
+            .iter()
+            .any(|d| d.class == Class::Face && d.bbox.iou(&face) >= 0.5),
+        "the face is found where the viewer sees it"
+    );
+
+    let out = &result.outputs[0].bytes;
+    assert_eq!(image::guess_format(out).unwrap(), ImageFormat::Tiff);
+    assert_eq!(result.outputs[0].info.format.content_type(), "image/tiff");
+    let after = rgb(out);
+    assert_eq!(after.dimensions(), (512, 400), "stored upright");
+    assert_redacted(&display, &after, &face, "TIFF");
+    assert!(!contains(out, b"secret"));
+    let (tags, more_pages) = tiff_tags(out);
+    assert!(!more_pages, "the second page is not published");
+    // Size, layout, compression, colour model, strips, resolution 1:1, predictor, sample format.
+    let describing = [
+        256, 257, 258, 259, 262, 273, 277, 278, 279, 282, 283, 296, 317, 339,
+    ];
+    assert!(
+        tags.iter().all(|t| describing.contains(t)),
+        "tags in output: {tags:?}"
+    );
+    let mut decoder = tiff::decoder::Decoder::new(std::io::Cursor::new(out)).unwrap();
+    assert_eq!(
+        decoder.get_tag_u32(tiff::tags::Tag::Compression).unwrap(),
+        8,
+        "Deflate"
+    );
+    assert!(out.len() < 512 * 400 * 3, "{} bytes", out.len());
+}
+
+/// A translucent TIFF keeps its alpha plane, marked as straight alpha so that readers need not
+/// guess what the fourth sample is.
+#[test]
+fn a_translucent_tiff_keeps_its_alpha_marked_as_alpha() {
+    let mut rgba = image::load_from_memory(&photo("astronaut.png"))
+        .unwrap()
+        .to_rgba8();
+    for p in rgba.pixels_mut() {
+        p.0[3] = 200;
+    }
+    let mut input = Vec::new();
+    DynamicImage::ImageRgba8(rgba)
+        .write_to(&mut std::io::Cursor::new(&mut input), ImageFormat::Tiff)
+        .unwrap();
+    let result = pipeline_with(&config())
+        .anonymise(&input, &[Rendition::default()])
+        .unwrap();
+    let out = &result.outputs[0].bytes;
+    let decoded = image::load_from_memory(out).unwrap();
+    assert_eq!(decoded.color(), image::ColorType::Rgba8);
+    assert_eq!(decoded.get_pixel(10, 10).0[3], 200);
+    let mut decoder = tiff::decoder::Decoder::new(std::io::Cursor::new(out)).unwrap();
+    assert_eq!(
+        decoder
+            .get_tag_u16_vec(tiff::tags::Tag::ExtraSamples)
+            .unwrap(),
+        [2],
+        "ExtraSamples: unassociated alpha"
+    );
+}
+
 fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let mut c = (data.len() as u32).to_be_bytes().to_vec();
     c.extend_from_slice(kind);
@@ -280,6 +415,31 @@ fn png_claiming(w: u32, h: u32) -> Vec<u8> {
     bomb
 }
 
+/// A grayscale TIFF whose directory claims `w × h` pixels over a few bytes of data.
+fn tiff_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut t = b"II\x2a\x00\x08\x00\x00\x00".to_vec();
+    let entries: [(u16, u16, u32); 8] = [
+        (256, 4, w),   // ImageWidth
+        (257, 4, h),   // ImageLength
+        (258, 3, 8),   // BitsPerSample
+        (259, 3, 1),   // Compression: none
+        (262, 3, 1),   // PhotometricInterpretation: black is zero
+        (273, 4, 110), // StripOffsets: just past this directory
+        (278, 4, h),   // RowsPerStrip
+        (279, 4, 16),  // StripByteCounts
+    ];
+    t.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        t.extend_from_slice(&tag.to_le_bytes());
+        t.extend_from_slice(&kind.to_le_bytes());
+        t.extend_from_slice(&1u32.to_le_bytes());
+        t.extend_from_slice(&value.to_le_bytes());
+    }
+    t.extend_from_slice(&0u32.to_le_bytes());
+    t.extend_from_slice(&[0u8; 16]);
+    t
+}
+
 #[test]
 fn corrupt_truncated_empty_foreign_and_oversized_inputs_are_rejected_with_a_reason() {
     let c = config();
@@ -298,6 +458,22 @@ fn corrupt_truncated_empty_foreign_and_oversized_inputs_are_rejected_with_a_reas
         matches!(rejected(&png[..png.len() / 2], &c), InputError::Corrupt(_)),
         "truncated PNG"
     );
+    let small_tiff = tiff(&[&image::RgbImage::new(64, 48)], 1);
+    assert!(
+        matches!(
+            rejected(&small_tiff[..small_tiff.len() / 2], &c),
+            InputError::Corrupt(_)
+        ),
+        "truncated TIFF"
+    );
+    assert!(matches!(
+        rejected(&tiff_claiming(100_000, 100_000), &c),
+        InputError::TooManyPixels {
+            width: 100_000,
+            height: 100_000,
+            ..
+        }
+    ));
     let mut damaged = t1.clone();
     damaged[20..600].fill(0x5A);
     assert!(

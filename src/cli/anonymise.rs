@@ -29,7 +29,7 @@ use veil::runtime::Device;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Image files and folders (walked recursively for .jpg, .jpeg, .png and .webp files).
+    /// Image files and folders (walked recursively for .jpg, .jpeg, .png, .tif, .tiff and .webp files).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output folder; relative paths under each input folder are kept.
@@ -56,6 +56,7 @@ pub struct Args {
 enum FormatArg {
     Jpeg,
     Png,
+    Tiff,
     Webp,
 }
 
@@ -88,6 +89,7 @@ pub fn run(mut config: Config, args: Args) -> anyhow::Result<ExitCode> {
         config.output.format = Some(match f {
             FormatArg::Jpeg => Format::Jpeg,
             FormatArg::Png => Format::Png,
+            FormatArg::Tiff => Format::Tiff,
             FormatArg::Webp => Format::Webp,
         });
     }
@@ -290,6 +292,7 @@ fn extension_format(path: &Path) -> Option<Format> {
     match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
         "jpg" | "jpeg" => Some(Format::Jpeg),
         "png" => Some(Format::Png),
+        "tif" | "tiff" => Some(Format::Tiff),
         "webp" => Some(Format::Webp),
         _ => None,
     }
@@ -470,6 +473,14 @@ mod tests {
         assert_eq!(
             output_path(out, Path::new("c.bin"), Format::Webp),
             Path::new("/o/c.webp")
+        );
+        assert_eq!(
+            output_path(out, Path::new("scan.tiff"), Format::Tiff),
+            Path::new("/o/scan.tiff")
+        );
+        assert_eq!(
+            output_path(out, Path::new("scan.tif"), Format::Jpeg),
+            Path::new("/o/scan.jpg")
         );
     }
 }
