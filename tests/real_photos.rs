@@ -213,6 +213,59 @@ fn known_faces_cut_in_half_by_the_frame_are_covered_as_far_as_they_show() {
     assert!(failed.is_empty(), "not covered: {failed:#?}");
 }
 
+/// A face that fills a portrait's frame (a selfie, a close-up at a desk) is covered whole. The
+/// coarsest pass must show it small enough for the model to box all of it: shown at 700 px,
+/// CenterFace boxes about half a face, and the mouth and chin stay sharp. A known defect of the
+/// default plan, whose whole pass shows it at up to 960 px; run with `--ignored`.
+#[test]
+#[ignore = "known defect: faces filling the frame are boxed short (models/README.md, \"Largest faces\")"]
+fn a_face_that_fills_the_frame_is_covered_whole() {
+    use common::smallset::{Plane, coverage, png};
+    let (w, h) = (600u32, 980u32);
+    let mut pipeline = pipeline_with(&config());
+    let mut failed = Vec::new();
+    for (name, face) in [("astronaut.png", 0), ("t1.jpg", 1)] {
+        let known = known_faces()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap()
+            .1[face];
+        let photo = rgb(&photo(name));
+        // the face 86 % of the frame's height, its centre at 45 % of it
+        let s = 0.86 * h as f32 / (known[3] - known[1]);
+        let (sw, sh) = (
+            (photo.width() as f32 * s) as u32,
+            (photo.height() as f32 * s) as u32,
+        );
+        let large =
+            image::imageops::resize(&photo, sw, sh, image::imageops::FilterType::CatmullRom);
+        let (ox, oy) = (
+            ((known[0] + known[2]) / 2.0 * s - w as f32 / 2.0) as i64,
+            ((known[1] + known[3]) / 2.0 * s - 0.45 * h as f32) as i64,
+        );
+        let mut before = image::RgbImage::from_pixel(w, h, image::Rgb([128; 3]));
+        image::imageops::replace(&mut before, &large, -ox, -oy);
+        let f = BoxF::new(
+            known[0] * s - ox as f32,
+            known[1] * s - oy as f32,
+            known[2] * s - ox as f32,
+            known[3] * s - oy as f32,
+        );
+        let input = png(&image::DynamicImage::ImageRgb8(before.clone()));
+        let output = pipeline
+            .anonymise(&input, &[Rendition::default()])
+            .unwrap()
+            .outputs;
+        let after = rgb(&output[0].bytes);
+        let shown = f.intersection(&BoxF::frame((w, h))).unwrap();
+        let c = coverage(&Plane::new(&before), &Plane::new(&after), &shown).unwrap();
+        if !c.covered() {
+            failed.push(format!("{name} face {face}, {f:?}: {c:?}"));
+        }
+    }
+    assert!(failed.is_empty(), "not covered: {failed:#?}");
+}
+
 #[test]
 fn large_images_keep_small_faces_through_tiles() {
     // t1.jpg pasted at its own size into a 4000×3000 canvas: its faces are ~100 px, about 16 px
