@@ -29,7 +29,8 @@ use veil::runtime::Device;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Image files and folders (walked recursively for .jpg, .jpeg, .png, .tif, .tiff and .webp files).
+    /// Image files and folders (walked recursively for .jpg, .jpeg, .png, .tif, .tiff and .webp
+    /// files).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     /// Output folder; relative paths under each input folder are kept.
