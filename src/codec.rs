@@ -160,6 +160,8 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, InputError> {
         Ok(ImageFormat::Png) => Format::Png,
         Ok(ImageFormat::Tiff) => Format::Tiff,
         Ok(ImageFormat::WebP) => Format::Webp,
+        // BigTIFF, which the image crate's guess leaves out but its TIFF decoder reads.
+        _ if bytes.starts_with(b"II+\0") || bytes.starts_with(b"MM\0+") => Format::Tiff,
         _ => return Err(InputError::UnknownFormat),
     };
     // The decoders are third-party code run on untrusted bytes; fuzzing found a JPEG that makes

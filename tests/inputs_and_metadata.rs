@@ -295,6 +295,23 @@ fn a_tiff_is_read_as_displayed_and_written_back_with_its_pixels_alone() {
     assert!(out.len() < 512 * 400 * 3, "{} bytes", out.len());
 }
 
+/// BigTIFF (64-bit offsets, written by scanners and microscopes for very large images) is read
+/// as TIFF.
+#[test]
+fn a_bigtiff_is_read_as_a_tiff() {
+    let pixels =
+        image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+    let mut input = Vec::new();
+    tiff::encoder::TiffEncoder::new_big(std::io::Cursor::new(&mut input))
+        .unwrap()
+        .write_image::<tiff::encoder::colortype::RGB8>(64, 48, pixels.as_raw())
+        .unwrap();
+    assert_eq!(&input[..4], b"II+\0");
+    let decoded = veil::codec::decode(&input, &Default::default()).unwrap();
+    assert_eq!(decoded.format, Format::Tiff);
+    assert_eq!(decoded.picture.rgb, pixels);
+}
+
 /// A translucent TIFF keeps its alpha plane, marked as straight alpha so that readers need not
 /// guess what the fourth sample is.
 #[test]
