@@ -135,6 +135,7 @@ pub struct TilingOverrides {
     pub min_object: Option<f32>,
     pub overlap: Option<u32>,
     pub max_scale: Option<f32>,
+    pub largest_object: Option<f32>,
 }
 
 /// The smallest objects veil guarantees to find, in source pixels. Detection passes are planned
@@ -291,6 +292,7 @@ impl Config {
                 min_object: o.min_object.unwrap_or(defaults.tiling.min_object),
                 overlap: o.overlap.unwrap_or(defaults.tiling.overlap),
                 max_scale: o.max_scale.unwrap_or(defaults.tiling.max_scale),
+                largest_object: o.largest_object.or(defaults.tiling.largest_object),
             };
             if let Err(e) = tiling.validate() {
                 errors.push(format!("detectors[{i}] ({}).tiling: {e}", d.model));

@@ -290,9 +290,8 @@ impl Pipeline {
             .iter()
             .map(|d| {
                 let plan = d.plan(extended.0, extended.1);
-                let finest = plan.first().map_or(1.0, |t| t.scale);
                 let edges: Vec<Tile> = d
-                    .edge_plan(extended, picture, finest)
+                    .edge_plan(extended, picture, plan.finest())
                     .into_iter()
                     .flat_map(|(_, _, tiles)| tiles)
                     .collect();

@@ -225,11 +225,10 @@ fn known_faces_cut_in_half_by_the_frame_are_covered_as_far_as_they_show() {
 }
 
 /// A face that fills a portrait's frame (a selfie, a close-up at a desk) is covered whole. The
-/// coarsest pass must show it small enough for the model to box all of it: shown at 700 px,
-/// CenterFace boxes about half a face, and the mouth and chin stay sharp. A known defect of the
-/// default plan, whose whole pass shows it at up to 960 px; run with `--ignored`.
+/// whole pass shows it at about 750 px, where CenterFace boxes about half a face and the mouth
+/// and chin would stay sharp; the large-object pass shows it small enough to be boxed whole
+/// (models/README.md, "Largest faces").
 #[test]
-#[ignore = "known defect: faces filling the frame are boxed short (models/README.md, \"Largest faces\")"]
 fn a_face_that_fills_the_frame_is_covered_whole() {
     let (w, h) = (600u32, 980u32);
     let mut pipeline = pipeline_with(&config());

@@ -36,8 +36,11 @@ impl Family for CenterFace {
             tiny_threshold: 0.1,
             cut_threshold: 0.1,
             nms_iou: 0.3,
+            // It boxes a face whole up to about 450 px of its input; at 700–800 px its box
+            // stops above the mouth (models/README.md, "Largest faces").
             tiling: TilingConfig {
                 min_object: 40.0,
+                largest_object: Some(448.0),
                 ..ANY_SIZE_TILING
             },
         }

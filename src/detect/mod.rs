@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::geometry::BoxF;
 use input::{Canvas, InputSpec, Preparer};
-use tiles::{Tile, TilingConfig};
+use tiles::{Plan, Tile, TilingConfig};
 use views::View;
 
 /// What a detection is of; each class has its own redaction settings.
@@ -164,7 +164,7 @@ fn spanned(tile: &Tile, span: &BoxF) -> Option<Tile> {
 }
 
 /// Whether the re-check looks at `redacted` (a region, and the object it was grown from) in the
-/// pass that `pass` is a tile of, in a plan whose passes run from `finest` to `coarsest`:
+/// pass that `pass` is a tile of, in `plan`:
 ///
 /// - where the pass shows the region grown by a quarter on every side at
 ///   least at half the model's smallest object, or is the finest pass (a blurred face can still
@@ -173,26 +173,28 @@ fn spanned(tile: &Tile, span: &BoxF) -> Option<Tile> {
 ///   they cannot, detection could not have seen the object whole there either, and the blurred
 ///   inside of so large a region shows that pass only smooth shading. A pass whose one tile is
 ///   the whole image holds every region;
-/// - where the pass keeps objects of the object's size ([`TilingConfig::largest_kept`]; the
-///   last keeps every size): detection finds it again only there, and a finer pass sees a
+/// - where the pass keeps objects of the object's size ([`TilingConfig::kept`]; the whole
+///   pass keeps every size): detection finds it again only there, and a finer pass sees a
 ///   large blurred head as parts, at a cost of the region's area times the square of its scale
 ///   (a 200 px face's window at 4× is as large as a 1080p frame).
 fn rechecked_at(
     class: Class,
     tiling: &TilingConfig,
-    (finest, coarsest): (f32, f32),
+    plan: &Plan,
     redacted: &Redacted,
     image: &BoxF,
     pass: &Tile,
 ) -> bool {
     let (scale, region) = (pass.scale, &redacted.region);
     let grown = region.grow(0.25);
-    let shown = class.size(&grown) * scale >= tiling.min_object / 2.0 || scale == finest;
+    let shown = class.size(&grown) * scale >= tiling.min_object / 2.0 || scale == plan.finest();
     let held = pass.bbox().contains(image)
         || region
             .intersection(image)
             .is_some_and(|r| r.width().max(r.height()) * scale <= tiling.tile_size as f32);
-    let kept = class.size(&redacted.object) <= tiling.largest_kept(scale, coarsest);
+    let kept = tiling
+        .kept(scale, plan.whole)
+        .contains(&class.size(&redacted.object));
     shown && held && kept
 }
 
@@ -213,25 +215,32 @@ fn fixed_input(session: &Session) -> Option<(u32, u32)> {
 /// half and a band of chin or brow stayed sharp. Where both are found, the whole one's box is
 /// kept, whatever the scores ([`Found::settle`]): from the neighbouring tile for an object no
 /// larger than the tiles' overlap, from a coarser pass for a larger one, which every tile of
-/// the finer pass cuts. A cut find that nothing whole overlaps is kept as well.
+/// the finer pass cuts. A cut find that nothing whole overlaps is kept as well. What the
+/// large-object pass finds is joined to what it overlaps ([`nms::joined`]).
 #[derive(Default)]
 struct Found {
     whole: Vec<Candidate>,
     cut: Vec<Candidate>,
+    large: Vec<Candidate>,
 }
 
 impl Found {
-    /// The candidates kept: see [`nms::nms_preferring`].
+    /// The candidates kept: see [`nms::nms_preferring`] and [`nms::joined`].
     fn settle(self, iou: f32) -> Vec<Candidate> {
-        nms::nms_preferring(self.whole, self.cut, iou)
+        nms::joined(
+            nms::nms_preferring(self.whole, self.cut, iou),
+            self.large,
+            iou,
+        )
     }
 
     /// Adds what `tile` of an image of `image` size found, each box then placed in the
-    /// searched image by `place` (dropped where it gives none).
+    /// searched image by `place` (dropped where it gives none); `large` where the tile is of
+    /// the large-object pass.
     fn add(
         &mut self,
         found: Vec<Candidate>,
-        tile: &Tile,
+        (tile, large): (&Tile, bool),
         image: (u32, u32),
         place: impl Fn(BoxF) -> Option<BoxF>,
     ) {
@@ -239,7 +248,9 @@ impl Found {
             let cut = tile.cuts(&c.bbox, image);
             if let Some(bbox) = place(c.bbox) {
                 let c = Candidate { bbox, ..c };
-                if cut {
+                if large {
+                    self.large.push(c);
+                } else if cut {
                     self.cut.push(c);
                 } else {
                     self.whole.push(c);
@@ -522,8 +533,8 @@ impl Detector {
 
     /// The passes of `plan` as reported, each with whether it also looks at the picture
     /// mirrored ([`DetectorSettings::mirrors`]).
-    pub fn passes(&self, plan: &[Tile]) -> Vec<tiles::Pass> {
-        let mut passes = tiles::passes(plan);
+    pub fn passes(&self, plan: &Plan) -> Vec<tiles::Pass> {
+        let mut passes = tiles::passes(&plan.tiles);
         for p in &mut passes {
             p.mirrored = self.settings.mirrors(p.scale);
         }
@@ -531,14 +542,14 @@ impl Detector {
     }
 
     /// The passes this detector makes over a `width × height` image.
-    pub fn plan(&self, width: u32, height: u32) -> Vec<Tile> {
+    pub fn plan(&self, width: u32, height: u32) -> Plan {
         self.settings
             .tiling
             .plan(width, height, self.settings.smallest)
     }
 
-    /// Finds every object of this detector's class in `img`, in source pixels. Every pass but
-    /// the last keeps objects up to its reach ([`TilingConfig::reach`]); the passes that
+    /// Finds every object of this detector's class in `img`, in source pixels. Each pass keeps
+    /// the objects of its sizes ([`TilingConfig::kept`]); the passes that
     /// [look both ways](DetectorSettings::mirrors) are run again over `img` mirrored left to
     /// right. `frame` is the picture's frame where `img` extends it with a border (see
     /// `Thresholds`); its edges are then looked at a second time with grey beyond them, for
@@ -552,12 +563,12 @@ impl Detector {
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let mut found = Found::default();
-        for (view, picture) in self.settings.views(img, &plan) {
+        for (view, picture) in self.settings.views(img, &plan.tiles) {
             let frame = frame.map(|f| view.map(*f));
             self.run_plan(&picture, frame.as_ref(), &plan, view, &mut found)?;
         }
-        if let (Some(frame), Some(finest)) = (frame, plan.first()) {
-            self.detect_at_edges(img, frame, finest.scale, &mut found)?;
+        if let Some(frame) = frame {
+            self.detect_at_edges(img, frame, plan.finest(), &mut found)?;
         }
         Ok(self.finish(img, found))
     }
@@ -569,16 +580,18 @@ impl Detector {
         &mut self,
         img: &RgbImage,
         frame: Option<&BoxF>,
-        plan: &[Tile],
+        plan: &Plan,
         view: View,
         found: &mut Found,
     ) -> Result<(), DetectError> {
-        let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let settings = self.settings;
-        for tile in plan.iter().filter(|t| settings.looks(view, t)) {
-            let largest = settings.tiling.largest_kept(tile.scale, coarsest);
-            let on_tile = self.run_tile(img, tile, settings.thresholds, frame, largest)?;
-            found.add(on_tile, tile, img.dimensions(), |b| Some(view.map(b)));
+        for tile in plan.tiles.iter().filter(|t| settings.looks(view, t)) {
+            let sizes = settings.tiling.kept(tile.scale, plan.whole);
+            let on_tile = self.run_tile(img, tile, settings.thresholds, frame, sizes)?;
+            let large = tile.scale < plan.whole;
+            found.add(on_tile, (tile, large), img.dimensions(), |b| {
+                Some(view.map(b))
+            });
         }
         Ok(())
     }
@@ -610,7 +623,7 @@ impl Detector {
             .map(|pair| {
                 let band = edges::band(depth, pair.across(picture).0);
                 let (w, h) = pair.strip_size(size, band);
-                let mut plan = tiling.plan(w, h, self.settings.smallest);
+                let mut plan = tiling.plan(w, h, self.settings.smallest).tiles;
                 let finest = plan.first().map_or(scale, |t| t.scale);
                 plan.retain(|t| t.scale == finest);
                 (pair, band, plan)
@@ -637,10 +650,10 @@ impl Detector {
         for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
             let strip = edges::Strip::new(img, pair, pair.across((columns, rows)).0, band);
             for tile in &plan {
-                let largest = self.settings.tiling.reach(tile.scale);
+                let sizes = 0.0..=self.settings.tiling.reach(tile.scale);
                 let on_strip =
-                    self.run_tile(&strip.image, tile, self.settings.thresholds, None, largest)?;
-                found.add(on_strip, tile, strip.image.dimensions(), |b| {
+                    self.run_tile(&strip.image, tile, self.settings.thresholds, None, sizes)?;
+                found.add(on_strip, (tile, false), strip.image.dimensions(), |b| {
                     strip.to_extended(&b)
                 });
             }
@@ -667,15 +680,13 @@ impl Detector {
         thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
-        let finest = plan.first().map_or(1.0, |t| t.scale);
-        let coarsest = plan.last().map_or(1.0, |t| t.scale);
         let tiling = self.settings.tiling;
         let class = self.class;
         // The windows each tile checks, found in one walk over windows and passes.
         let image_box = BoxF::frame(img.dimensions());
-        let mut passes: Vec<&Tile> = plan.iter().collect();
+        let mut passes: Vec<&Tile> = plan.tiles.iter().collect();
         passes.dedup_by_key(|t| t.scale);
-        let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.len()];
+        let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.tiles.len()];
         for r in redacted {
             let window = r.region.grow(class.recheck_reach());
             let Some(inside) = window.intersection(&image_box) else {
@@ -683,10 +694,15 @@ impl Detector {
             };
             for scale in passes
                 .iter()
-                .filter(|p| rechecked_at(class, &tiling, (finest, coarsest), r, &image_box, p))
+                .filter(|p| rechecked_at(class, &tiling, &plan, r, &image_box, p))
                 .map(|p| p.scale)
             {
-                let pass = || plan.iter().enumerate().filter(|(_, t)| t.scale == scale);
+                let pass = || {
+                    plan.tiles
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, t)| t.scale == scale)
+                };
                 match pass().find(|(_, t)| t.bbox().contains(&inside)) {
                     Some((home, _)) => per_tile[home].push(inside),
                     None => {
@@ -700,10 +716,10 @@ impl Detector {
         // A sheet's side and the gutter between its windows, in model pixels.
         let (side, gutter) = (tiling.tile_size, sheets::gutter(tiling.min_object));
         let room = sheets::room(side, gutter) as f32;
-        let alone = |t: &Tile| plan.iter().filter(|u| u.scale == t.scale).count() == 1;
+        let alone = |t: &Tile| plan.tiles.iter().filter(|u| u.scale == t.scale).count() == 1;
         let mut whole = Vec::new();
         let mut windows_at_scale: Vec<Tile> = Vec::new();
-        for (tile, windows) in plan.iter().zip(per_tile) {
+        for (tile, windows) in plan.tiles.iter().zip(per_tile) {
             let tile_box = tile.bbox();
             // Overlapping windows are merged only while the union still fits on a sheet: a
             // window too large for one costs a run of its own, while two overlapping windows
@@ -753,8 +769,9 @@ impl Detector {
         if !alone.is_empty() {
             for (view, picture) in settings.views(img, &alone) {
                 for tile in alone.iter().filter(|t| settings.looks(view, t)) {
+                    let every = 0.0..=f32::INFINITY;
                     let on_tile =
-                        self.run_tile(&picture, &view.tile(tile), thresholds, None, f32::INFINITY)?;
+                        self.run_tile(&picture, &view.tile(tile), thresholds, None, every)?;
                     found.extend(on_tile.into_iter().map(|c| view.back(c)));
                 }
             }
@@ -769,7 +786,7 @@ impl Detector {
         // Windows are cut to their regions on purpose: none of their finds counts as cut.
         let found = Found {
             whole: found,
-            cut: Vec::new(),
+            ..Found::default()
         };
         Ok(self.finish(img, found))
     }
@@ -800,19 +817,21 @@ impl Detector {
         Ok(found)
     }
 
-    /// Candidates found in one tile, in `img` pixels, no larger than `largest` (source pixels,
-    /// as [`Class::size`] measures it) and held to their thresholds (see [`Detector::kept`]).
+    /// Candidates found in one tile, in `img` pixels, of `sizes` (source pixels, as
+    /// [`Class::size`] measures it) and held to their thresholds (see [`Detector::kept`]).
     fn run_tile(
         &mut self,
         img: &RgbImage,
         tile: &Tile,
         thresholds: Thresholds,
         frame: Option<&BoxF>,
-        largest: f32,
+        sizes: std::ops::RangeInclusive<f32>,
     ) -> Result<Vec<Candidate>, DetectError> {
         let found = self.candidates(img, tile, thresholds.floor(frame))?;
         let class = self.class;
-        let within = found.into_iter().filter(|c| class.size(&c.bbox) <= largest);
+        let within = found
+            .into_iter()
+            .filter(|c| sizes.contains(&class.size(&c.bbox)));
         Ok(self.kept(within, thresholds, frame))
     }
 
@@ -1057,12 +1076,15 @@ mod tests {
             height: (1536.0 / scale) as u32,
             scale,
         };
-        let passes = (4.0, 0.24);
+        let plan = Plan {
+            tiles: vec![tile(4.0)],
+            whole: 0.24,
+        };
         let at = |side: f32, scale: f32| {
             rechecked_at(
                 Class::Face,
                 &tiling,
-                passes,
+                &plan,
                 &face(side),
                 &image,
                 &tile(scale),
@@ -1098,9 +1120,23 @@ mod tests {
             region: BoxF::new(-500.0, -500.0, 4500.0, 3500.0),
         };
         let at_scale =
-            |t: &Tile| rechecked_at(Class::Face, &tiling, passes, &frame_filling, &image, t);
+            |t: &Tile| rechecked_at(Class::Face, &tiling, &plan, &frame_filling, &image, t);
         assert!(at_scale(&whole));
         assert!(!at_scale(&tile(1.0)));
+        // the large-object pass looks again only at the objects the whole pass shows larger
+        // than the model boxes whole (448 px: faces from 1867 px)
+        let tiling = TilingConfig {
+            largest_object: Some(448.0),
+            ..tiling
+        };
+        let large = Tile {
+            scale: 448.0 / 4000.0,
+            ..whole
+        };
+        let at_large = |r: &Redacted| rechecked_at(Class::Face, &tiling, &plan, r, &image, &large);
+        assert!(at_large(&face(1.8 * 1900.0)));
+        assert!(!at_large(&face(1.8 * 1800.0)));
+        assert!(at_large(&frame_filling));
     }
 
     #[test]

@@ -8,8 +8,13 @@
 //! `overlap` model pixels: every object up to that size is whole in some tile. Larger objects are
 //! left to coarser passes, each at most `overlap / min_object` times coarser than the last, so
 //! that every size is covered by some pass; the coarsest pass sees the whole image at
-//! `whole_size`. A pass other than the coarsest keeps objects up to twice its overlap
-//! ([`TilingConfig::reach`]). NMS merges the passes.
+//! `whole_size`. A pass finer than that keeps objects up to twice its overlap
+//! ([`TilingConfig::reach`]). Where the whole pass can show an object larger than the model
+//! boxes whole (`largest_object`, measured for CenterFace), one more pass shows the whole image
+//! small enough for the largest object it can hold, and keeps only the objects the whole pass
+//! shows too large ([`TilingConfig::kept`]). NMS merges the passes.
+
+use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +44,13 @@ pub struct TilingConfig {
     pub overlap: u32,
     /// Largest upscale of the finest pass.
     pub max_scale: f32,
+    /// Largest object, in model pixels, the model boxes whole, where measured. Beyond it a box
+    /// can hold only part of its object: CenterFace boxes a face of 700–800 px from the brow to
+    /// above the mouth (models/README.md, "Largest faces"). Where the whole pass can show a
+    /// larger object, the large-object pass shows the whole image with its long side at this
+    /// size. `None`: no pass for large objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_object: Option<f32>,
 }
 
 /// `w × h` times `s`, rounded, at least one pixel each way.
@@ -55,13 +67,15 @@ pub fn scaled(w: u32, h: u32, s: f32) -> (u32, u32) {
 const TILE_EDGE: f32 = 4.0;
 
 /// Tiling for models that accept any input size (YuNet, CenterFace): tiles of 1536 px sharing
-/// 160, and a whole pass at 960 px. `min_object` is each family's own (models/README.md).
+/// 160, and a whole pass at 960 px. `min_object` and `largest_object` are each family's own
+/// (models/README.md).
 pub const ANY_SIZE_TILING: TilingConfig = TilingConfig {
     whole_size: 960,
     tile_size: 1536,
     min_object: 32.0,
     overlap: 160,
     max_scale: 4.0,
+    largest_object: None,
 };
 
 impl Tile {
@@ -119,6 +133,23 @@ pub fn passes(plan: &[Tile]) -> Vec<Pass> {
     passes
 }
 
+/// The passes over one image: the tiles of every pass, finest first; the whole pass, which
+/// keeps every size; and, last, where the model has a `largest_object` the whole pass can
+/// exceed, the large-object pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub tiles: Vec<Tile>,
+    /// The scale of the whole pass.
+    pub whole: f32,
+}
+
+impl Plan {
+    /// The scale of the finest pass.
+    pub fn finest(&self) -> f32 {
+        self.tiles.first().map_or(self.whole, |t| t.scale)
+    }
+}
+
 /// How far beyond the objects it is responsible for a pass keeps what it finds, as a multiple of
 /// its tiles' overlap (see [`TilingConfig::reach`]).
 const REACH: f32 = 2.0;
@@ -136,13 +167,19 @@ impl TilingConfig {
         REACH * self.overlap as f32 / scale
     }
 
-    /// The largest object, in source pixels, that a pass at `scale` keeps in a plan whose last
-    /// pass is at `last`: every size at the last, up to its [`Self::reach`] at the others.
-    pub fn largest_kept(&self, scale: f32, last: f32) -> f32 {
-        if scale == last {
-            f32::INFINITY
+    /// The sizes of object, in source pixels, that a pass at `scale` keeps in a plan whose
+    /// whole pass is at `whole`: up to its [`Self::reach`] for a finer pass, every size for the
+    /// whole pass, and for the large-object pass those the whole pass shows larger than
+    /// `largest_object`. Of those, the whole pass's box may hold only a part; the large-object
+    /// pass shows them at most at `largest_object`, and its box is joined to the whole pass's
+    /// ([`super::nms::joined`]).
+    pub fn kept(&self, scale: f32, whole: f32) -> RangeInclusive<f32> {
+        if scale > whole {
+            0.0..=self.reach(scale)
+        } else if scale == whole {
+            0.0..=f32::INFINITY
         } else {
-            self.reach(scale)
+            self.largest_object.map_or(f32::INFINITY, |l| l / whole)..=f32::INFINITY
         }
     }
 
@@ -174,12 +211,24 @@ impl TilingConfig {
         if !(1.0..=8.0).contains(&self.max_scale) {
             return Err("max_scale must be in [1, 8]".into());
         }
+        // The large-object pass must show the smallest object it keeps, which the whole pass
+        // shows at `largest_object` (at most at `whole_size`), at least at `min_object`.
+        if let Some(l) = self.largest_object
+            && !(l * l >= self.min_object * self.whole_size as f32 && l <= self.whole_size as f32)
+        {
+            return Err(
+                "largest_object must be at least the square root of min_object × whole_size \
+                 and at most whole_size"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
     /// The passes over a `width × height` image that find every object at least `smallest`
-    /// source pixels in size: finest first, the whole image last.
-    pub fn plan(&self, width: u32, height: u32, smallest: f32) -> Vec<Tile> {
+    /// source pixels in size: finest first, then the whole image, then the large-object pass
+    /// where the whole pass can show an object larger than `largest_object`.
+    pub fn plan(&self, width: u32, height: u32, smallest: f32) -> Plan {
         let long = width.max(height) as f32;
         let whole = self.whole_size as f32 / long;
         let mut scale = (self.min_object / smallest.max(1.0)).min(self.max_scale);
@@ -207,14 +256,24 @@ impl TilingConfig {
                 break;
             }
         }
-        plan.push(Tile {
+        let whole_image = |scale| Tile {
             x: 0,
             y: 0,
             width,
             height,
             scale,
-        });
-        plan
+        };
+        plan.push(whole_image(scale));
+        // half a pixel of slack, as above
+        if let Some(largest) = self.largest_object
+            && long * scale > largest + 0.5
+        {
+            plan.push(whole_image(largest / long));
+        }
+        Plan {
+            tiles: plan,
+            whole: scale,
+        }
     }
 }
 
@@ -248,6 +307,14 @@ mod tests {
         min_object: 16.0,
         overlap: 128,
         max_scale: 4.0,
+        largest_object: None,
+    };
+
+    /// CenterFace's tiling.
+    const FACES: TilingConfig = TilingConfig {
+        min_object: 40.0,
+        largest_object: Some(448.0),
+        ..ANY_SIZE_TILING
     };
 
     fn covers(tiles: &[Tile], px: u32, py: u32) -> bool {
@@ -282,10 +349,10 @@ mod tests {
     }
 
     /// Every object from the smallest guaranteed size up is seen at `min_object` or more by a
-    /// pass that keeps it: the last pass, or one whose reach it is within.
+    /// pass that keeps it: the whole pass, or one whose reach it is within.
     #[test]
     fn every_size_is_kept_by_a_pass_that_sees_it_large_enough() {
-        for tiling in [PLATES, ANY_SIZE_TILING] {
+        for tiling in [PLATES, ANY_SIZE_TILING, FACES] {
             for (w, h) in [
                 (512, 512),
                 (1280, 720),
@@ -294,11 +361,11 @@ mod tests {
                 (970, 2204),
             ] {
                 let plan = tiling.plan(w, h, 10.0);
-                let last = plan.last().unwrap().scale;
-                let passes: Vec<f32> = passes(&plan).iter().map(|p| p.scale).collect();
+                let passes: Vec<f32> = passes(&plan.tiles).iter().map(|p| p.scale).collect();
                 for size in (10..=w.max(h)).step_by(3).map(|s| s as f32) {
                     let kept = passes.iter().any(|&s| {
-                        size * s >= tiling.min_object - 0.01 && size <= tiling.largest_kept(s, last)
+                        size * s >= tiling.min_object - 0.01
+                            && tiling.kept(s, plan.whole).contains(&size)
                     });
                     assert!(
                         kept,
@@ -309,11 +376,41 @@ mod tests {
         }
     }
 
+    /// Every object the whole pass shows larger than `largest_object`, up to the image's long
+    /// side, is kept by the large-object pass, which shows it between `min_object` and
+    /// `largest_object`; the smaller ones are the other passes' alone.
+    #[test]
+    fn a_large_object_is_kept_by_a_pass_that_shows_it_no_larger_than_the_model_boxes_whole() {
+        for (w, h) in [(1434, 2333), (4000, 3000), (1280, 720), (300, 200)] {
+            let plan = FACES.plan(w, h, 10.0);
+            let large = plan.tiles.last().unwrap();
+            assert_eq!((large.x, large.y, large.width, large.height), (0, 0, w, h));
+            assert!(large.scale < plan.whole, "{w}x{h}: {plan:?}");
+            let kept = FACES.kept(large.scale, plan.whole);
+            for size in (10..=w.max(h)).step_by(7).map(|s| s as f32) {
+                let shown = size * large.scale;
+                if size * plan.whole > 448.0 {
+                    assert!(kept.contains(&size), "{w}x{h}: {size}");
+                    assert!(
+                        (FACES.min_object..=448.01).contains(&shown),
+                        "{w}x{h}: {size}"
+                    );
+                } else {
+                    assert!(!kept.contains(&size), "{w}x{h}: {size}");
+                }
+            }
+        }
+        // the whole pass of a small photo shows nothing larger than largest_object
+        let small = FACES.plan(400, 300, 40.0);
+        assert_eq!(passes(&small.tiles).len(), 1, "{small:?}");
+        assert!(PLATES.plan(4000, 3000, 20.0).tiles.last().unwrap().scale == 0.16);
+    }
+
     #[test]
     fn an_image_small_enough_for_the_finest_scale_gets_one_pass_at_that_scale() {
         // 20 px plates at 16 px: scale 0.8; 640 × 0.8 fits the whole pass
         assert_eq!(
-            PLATES.plan(640, 480, 20.0),
+            PLATES.plan(640, 480, 20.0).tiles,
             vec![Tile {
                 x: 0,
                 y: 0,
@@ -327,7 +424,7 @@ mod tests {
             min_object: 20.0,
             ..ANY_SIZE_TILING
         };
-        let faces = twenty.plan(400, 300, 10.0);
+        let faces = twenty.plan(400, 300, 10.0).tiles;
         assert_eq!(faces.len(), 1);
         assert_eq!(faces[0].scale, 2.0);
     }
@@ -336,7 +433,7 @@ mod tests {
     fn the_finest_pass_shows_the_smallest_object_at_the_models_minimum() {
         for (w, h) in [(1280, 720), (1920, 1080), (4000, 3000), (720, 1280)] {
             for smallest in [10.0, 20.0, 40.0] {
-                let plan = PLATES.plan(w, h, smallest);
+                let plan = PLATES.plan(w, h, smallest).tiles;
                 let finest = plan.iter().map(|t| t.scale).fold(0.0, f32::max);
                 assert!(
                     (finest * smallest - PLATES.min_object).abs() < 1e-3,
@@ -370,7 +467,7 @@ mod tests {
             (3000, 4000),
             (8000, 500),
         ] {
-            let plan = PLATES.plan(w, h, 20.0);
+            let plan = PLATES.plan(w, h, 20.0).tiles;
             let summary = passes(&plan);
             // pass k sees objects from min_object / s_k up to overlap / s_k (all sizes when
             // it is the whole image): consecutive passes leave no gap
@@ -403,7 +500,7 @@ mod tests {
     #[test]
     fn a_1080p_frame_for_20_px_plates_takes_six_tiles_and_a_whole_pass() {
         // at 0.8, 1536 × 864 model pixels: 3 × 2 tiles of at most 640 sharing 128
-        let summary = passes(&PLATES.plan(1920, 1080, 20.0));
+        let summary = passes(&PLATES.plan(1920, 1080, 20.0).tiles);
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert_eq!((summary[0].scale, summary[0].tiles), (0.8, 6));
         assert_eq!(summary[1].tiles, 1);
@@ -435,5 +532,11 @@ mod tests {
             ..PLATES
         };
         assert!(bad.validate().unwrap_err().contains("overlap"));
+        assert!(FACES.validate().is_ok());
+        let too_small = TilingConfig {
+            largest_object: Some(100.0),
+            ..FACES
+        };
+        assert!(too_small.validate().unwrap_err().contains("largest_object"));
     }
 }

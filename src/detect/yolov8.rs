@@ -52,6 +52,7 @@ impl Family for Yolov8 {
                 min_object: 56.0,
                 overlap: 128,
                 max_scale: 4.0,
+                largest_object: None,
             },
         }
     }
