@@ -23,6 +23,9 @@ photo's faces together), is shrunk so that its faces are about 10, 12, 16 and 24
 pasted over a face-free photo in a 1280 x 720 frame, one frame per size; the defaults anonymise
 the frames and the faces covered are counted per size.
 
+Last, close-ups: every whole known face and four held-apart ones, each as tall as in a selfie
+(900, 1 400 and 2 000 px in a 1434 x 2333 frame), covered or not, per size (`close_ups`).
+
 Run after scripts/prepare.sh and a release build:
     .venv/bin/python scripts/bench_portraits.py
 """
@@ -226,5 +229,57 @@ def small_faces():
         print(f"| {size} px | {sum(covered(*lum, b) for b in boxes)}/{len(boxes)} |")
 
 
+CLOSE_UP = (1434, 2333)
+# The close-ups study the passes for large faces alone: faces and plates from 40 px leave the
+# whole and large-object passes as the defaults plan them (the mirrored border around the
+# picture, twice the largest guaranteed size, is 80 px instead of 40) at a tenth of the cost.
+CLOSE_UP_SETTINGS = {"VEIL__RECALL__FACE_MIN_PX": "40", "VEIL__RECALL__PLATE_MIN_PX": "40"}
+
+
+def close_ups(settings=None):
+    """Every whole known face, and the held-apart single faces, each scaled so that the face is
+    900, 1 400 or 2 000 px high in a 1434 x 2333 frame (centred across, its centre at 45 % of
+    the height, grey beyond the photo): faces as tall as a selfie's. Prints per size the faces
+    covered and the share of the frame changed (the face fills most of it)."""
+    held_apart = {n: f for n, f in known_faces("bench_faces.toml").items()
+                  if n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")}
+    sets = [("known", known_faces(copies=False)), ("held-apart", held_apart)]
+    (WORK / "close").mkdir(parents=True, exist_ok=True)
+    todo = []
+    for label, faces_of in sets:
+        for name, faces in sorted(faces_of.items()):
+            img = displayed(TESTDATA / name)
+            for i, f in enumerate(faces):
+                for size in (900, 1400, 2000):
+                    k = size / (f[3] - f[1])
+                    big = img.resize((round(img.width * k), round(img.height * k)), Image.LANCZOS)
+                    ox = round((f[0] + f[2]) / 2 * k - CLOSE_UP[0] / 2)
+                    oy = round((f[1] + f[3]) / 2 * k - 0.45 * CLOSE_UP[1])
+                    frame = Image.new("RGB", CLOSE_UP, (128, 128, 128))
+                    frame.paste(big, (-ox, -oy))
+                    box = [f[0] * k - ox, f[1] * k - oy, f[2] * k - ox, f[3] * k - oy]
+                    path = WORK / "close" / f"{Path(name).stem}_{i}_{size}.png"
+                    frame.save(path)
+                    todo.append((label, size, path, box))
+    veil([p for _, _, p, _ in todo], WORK / "close_out", WORK / "close.jsonl",
+         {**CLOSE_UP_SETTINGS, **(settings or {})})
+    print("| face height | known faces covered | held-apart faces covered | frame changed |")
+    print("| ---: | ---: | ---: | ---: |")
+    for size in (900, 1400, 2000):
+        counts, frame = {}, []
+        for label, s, path, box in todo:
+            if s != size:
+                continue
+            out = WORK / "close_out" / path.name
+            ok = covered(luminance(path), luminance(out), box)
+            hit, total = counts.get(label, (0, 0))
+            counts[label] = (hit + ok, total + 1)
+            frame.append(changed(path, out, [])[0])
+        cells = " | ".join(f"{h}/{t}" for h, t in (counts[label] for label, _ in sets))
+        print(f"| {size} px | {cells} | {np.mean(frame):.1f} % |")
+
+
 if __name__ == "__main__":
     main()
+    print()
+    close_ups()
