@@ -9,7 +9,6 @@ use std::time::Instant;
 use fast_image_resize::Resizer;
 
 use crate::codec::{self, EncodeError, InputError, Limits};
-use crate::detect::tiles::Tile;
 use crate::detect::{DetectError, Detection, Detector, DetectorSettings, Redacted};
 use crate::geometry::BoxF;
 use crate::manifest::{VerifiedModel, sha256_hex};
@@ -290,19 +289,10 @@ impl Pipeline {
             .iter()
             .map(|d| {
                 let plan = d.plan(extended.0, extended.1);
-                let edges: Vec<Tile> = d
-                    .edge_plan(extended, picture, plan.finest())
-                    .into_iter()
-                    .flat_map(|(_, _, tiles)| tiles)
-                    .collect();
                 ModelPlan {
                     model: d.name.clone(),
                     passes: d.passes(&plan),
-                    edges: edges.first().map(|t| crate::detect::tiles::Pass {
-                        scale: t.scale,
-                        tiles: edges.len() as u32,
-                        mirrored: false,
-                    }),
+                    edges: d.edge_pass(extended, picture, plan.finest()),
                 }
             })
             .collect()

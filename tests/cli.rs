@@ -137,6 +137,23 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
             assert_eq!(pass["mirrored"], face && upscales, "{plan}");
         }
         assert!(passes[0]["scale"].as_f64().unwrap() > 1.0, "{plan}");
+        // the finer passes keep objects up to a size; CenterFace's last pass, over the whole
+        // image at 448 px, only those its whole pass shows larger than it boxes whole
+        assert!(passes[0]["objects_up_to"].as_f64().unwrap() > 0.0, "{plan}");
+        let last = passes.last().unwrap();
+        assert_eq!(last["tiles"], 1, "{plan}");
+        assert!(last.get("objects_up_to").is_none(), "{plan}");
+        if face {
+            let whole = &passes[passes.len() - 2];
+            let (w, l) = (
+                whole["scale"].as_f64().unwrap(),
+                last["scale"].as_f64().unwrap(),
+            );
+            let from = last["objects_from"].as_f64().unwrap();
+            assert!((from - 448.0 / w).abs() < 0.01 && l < w, "{plan}");
+        } else {
+            assert!(last.get("objects_from").is_none(), "{plan}");
+        }
     }
     let manifest = veil::manifest::Manifest::load(&root().join("models")).unwrap();
     for m in t1["models"].as_array().unwrap() {

@@ -534,7 +534,7 @@ impl Detector {
     /// The passes of `plan` as reported, each with whether it also looks at the picture
     /// mirrored ([`DetectorSettings::mirrors`]).
     pub fn passes(&self, plan: &Plan) -> Vec<tiles::Pass> {
-        let mut passes = tiles::passes(&plan.tiles);
+        let mut passes = tiles::passes(plan, &self.settings.tiling);
         for p in &mut passes {
             p.mirrored = self.settings.mirrors(p.scale);
         }
@@ -629,6 +629,24 @@ impl Detector {
                 (pair, band, plan)
             })
             .collect()
+    }
+
+    /// The edge strips' pass ([`Self::edge_plan`]) as reported, where there is one: all its
+    /// tiles, which keep objects up to the finest pass's reach.
+    pub fn edge_pass(
+        &self,
+        size: (u32, u32),
+        picture: (u32, u32),
+        scale: f32,
+    ) -> Option<tiles::Pass> {
+        let tiles: Vec<Tile> = self
+            .edge_plan(size, picture, scale)
+            .into_iter()
+            .flat_map(|(_, _, tiles)| tiles)
+            .collect();
+        let first = tiles.first()?;
+        let sizes = 0.0..=self.settings.tiling.reach(first.scale);
+        Some(tiles::Pass::new(first.scale, tiles.len() as u32, sizes))
     }
 
     /// Adds to `found` the candidates in the bands along the edges of `frame` within `img`,

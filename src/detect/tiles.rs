@@ -107,27 +107,42 @@ impl Tile {
     }
 }
 
-/// One pass of a plan, as reported: its scale, how many tiles it takes, and whether it is run a
-/// second time over the picture mirrored left to right.
+/// One pass of a plan, as reported: its scale, how many tiles it takes, whether it is run a
+/// second time over the picture mirrored left to right, and the sizes of object (source pixels,
+/// a face's height or a plate's width) it keeps, where bounded ([`TilingConfig::kept`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Pass {
     pub scale: f32,
     pub tiles: u32,
     #[serde(default)]
     pub mirrored: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_from: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_up_to: Option<f32>,
 }
 
-/// Summarises a plan pass by pass, finest first.
-pub fn passes(plan: &[Tile]) -> Vec<Pass> {
+impl Pass {
+    /// A pass at `scale` of `tiles` tiles that keeps objects of `sizes`.
+    pub fn new(scale: f32, tiles: u32, sizes: RangeInclusive<f32>) -> Self {
+        Self {
+            scale,
+            tiles,
+            mirrored: false,
+            objects_from: (*sizes.start() > 0.0).then_some(*sizes.start()),
+            objects_up_to: sizes.end().is_finite().then_some(*sizes.end()),
+        }
+    }
+}
+
+/// Summarises `plan` pass by pass, finest first, each with the sizes `tiling` keeps at its
+/// scale.
+pub fn passes(plan: &Plan, tiling: &TilingConfig) -> Vec<Pass> {
     let mut passes: Vec<Pass> = Vec::new();
-    for t in plan {
+    for t in &plan.tiles {
         match passes.last_mut() {
             Some(p) if p.scale == t.scale => p.tiles += 1,
-            _ => passes.push(Pass {
-                scale: t.scale,
-                tiles: 1,
-                mirrored: false,
-            }),
+            _ => passes.push(Pass::new(t.scale, 1, tiling.kept(t.scale, plan.whole))),
         }
     }
     passes
@@ -361,7 +376,7 @@ mod tests {
                 (970, 2204),
             ] {
                 let plan = tiling.plan(w, h, 10.0);
-                let passes: Vec<f32> = passes(&plan.tiles).iter().map(|p| p.scale).collect();
+                let passes: Vec<f32> = passes(&plan, &tiling).iter().map(|p| p.scale).collect();
                 for size in (10..=w.max(h)).step_by(3).map(|s| s as f32) {
                     let kept = passes.iter().any(|&s| {
                         size * s >= tiling.min_object - 0.01
@@ -400,9 +415,20 @@ mod tests {
                 }
             }
         }
+        // the report gives each pass's sizes: up to the reach of a finer pass, none for the
+        // whole pass, from 448 px at the whole pass's scale for the large-object pass
+        let plan = FACES.plan(1434, 2333, 10.0);
+        let reported = passes(&plan, &FACES);
+        let [.., finer, whole, large] = reported.as_slice() else {
+            panic!("{reported:?}");
+        };
+        assert_eq!(finer.objects_up_to, Some(FACES.reach(finer.scale)));
+        assert_eq!((whole.objects_from, whole.objects_up_to), (None, None));
+        assert_eq!(large.objects_from, Some(448.0 / plan.whole));
+        assert_eq!(large.objects_up_to, None);
         // the whole pass of a small photo shows nothing larger than largest_object
         let small = FACES.plan(400, 300, 40.0);
-        assert_eq!(passes(&small.tiles).len(), 1, "{small:?}");
+        assert_eq!(passes(&small, &FACES).len(), 1, "{small:?}");
         assert!(PLATES.plan(4000, 3000, 20.0).tiles.last().unwrap().scale == 0.16);
     }
 
@@ -467,8 +493,9 @@ mod tests {
             (3000, 4000),
             (8000, 500),
         ] {
-            let plan = PLATES.plan(w, h, 20.0).tiles;
-            let summary = passes(&plan);
+            let plan = PLATES.plan(w, h, 20.0);
+            let summary = passes(&plan, &PLATES);
+            let plan = plan.tiles;
             // pass k sees objects from min_object / s_k up to overlap / s_k (all sizes when
             // it is the whole image): consecutive passes leave no gap
             for pair in summary.windows(2) {
@@ -500,7 +527,7 @@ mod tests {
     #[test]
     fn a_1080p_frame_for_20_px_plates_takes_six_tiles_and_a_whole_pass() {
         // at 0.8, 1536 × 864 model pixels: 3 × 2 tiles of at most 640 sharing 128
-        let summary = passes(&PLATES.plan(1920, 1080, 20.0).tiles);
+        let summary = passes(&PLATES.plan(1920, 1080, 20.0), &PLATES);
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert_eq!((summary[0].scale, summary[0].tiles), (0.8, 6));
         assert_eq!(summary[1].tiles, 1);
