@@ -266,7 +266,7 @@ def close_ups(settings=None):
     print("| face height | known faces covered | held-apart faces covered | frame changed |")
     print("| ---: | ---: | ---: | ---: |")
     for size in (900, 1400, 2000):
-        counts, frame = {}, []
+        counts, shares = {}, []
         for label, s, path, box in todo:
             if s != size:
                 continue
@@ -274,9 +274,9 @@ def close_ups(settings=None):
             ok = covered(luminance(path), luminance(out), box)
             hit, total = counts.get(label, (0, 0))
             counts[label] = (hit + ok, total + 1)
-            frame.append(changed(path, out, [])[0])
+            shares.append(changed(path, out, [])[0])
         cells = " | ".join(f"{h}/{t}" for h, t in (counts[label] for label, _ in sets))
-        print(f"| {size} px | {cells} | {np.mean(frame):.1f} % |")
+        print(f"| {size} px | {cells} | {np.mean(shares):.1f} % |")
 
 
 if __name__ == "__main__":

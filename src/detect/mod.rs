@@ -15,6 +15,7 @@ pub mod yolov8;
 pub mod yunet;
 
 use std::borrow::Cow;
+use std::ops::RangeInclusive;
 
 use image::RgbImage;
 use ndarray::ArrayViewD;
@@ -645,8 +646,15 @@ impl Detector {
             .flat_map(|(_, _, tiles)| tiles)
             .collect();
         let first = tiles.first()?;
-        let sizes = 0.0..=self.settings.tiling.reach(first.scale);
+        let sizes = self.edge_sizes(first.scale);
         Some(tiles::Pass::new(first.scale, tiles.len() as u32, sizes))
+    }
+
+    /// The sizes of object, in source pixels, an edge strip's tile at `scale` keeps: those of
+    /// the finest pass, up to its reach. The bands are as deep as the objects a mirrored twin
+    /// can hide; larger ones are the other passes'.
+    fn edge_sizes(&self, scale: f32) -> RangeInclusive<f32> {
+        0.0..=self.settings.tiling.reach(scale)
     }
 
     /// Adds to `found` the candidates in the bands along the edges of `frame` within `img`,
@@ -668,7 +676,7 @@ impl Detector {
         for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
             let strip = edges::Strip::new(img, pair, pair.across((columns, rows)).0, band);
             for tile in &plan {
-                let sizes = 0.0..=self.settings.tiling.reach(tile.scale);
+                let sizes = self.edge_sizes(tile.scale);
                 let on_strip =
                     self.run_tile(&strip.image, tile, self.settings.thresholds, None, sizes)?;
                 found.add(on_strip, (tile, false), strip.image.dimensions(), |b| {
@@ -843,7 +851,7 @@ impl Detector {
         tile: &Tile,
         thresholds: Thresholds,
         frame: Option<&BoxF>,
-        sizes: std::ops::RangeInclusive<f32>,
+        sizes: RangeInclusive<f32>,
     ) -> Result<Vec<Candidate>, DetectError> {
         let found = self.candidates(img, tile, thresholds.floor(frame))?;
         let class = self.class;
