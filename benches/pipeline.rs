@@ -16,6 +16,17 @@ use veil::rendition::Rendition;
 
 const SIZES: [(&str, u32, u32); 2] = [("720p", 1280, 720), ("1080p", 1920, 1080)];
 
+/// The frame sizes to run: both under `cargo bench` (which passes --bench); in test mode
+/// (`cargo test --benches`, part of scripts/test.sh), which runs each bench once to show it
+/// works, the smaller alone.
+fn sizes() -> &'static [(&'static str, u32, u32)] {
+    if std::env::args().any(|a| a == "--bench") {
+        &SIZES
+    } else {
+        &SIZES[..1]
+    }
+}
+
 fn photo_at(w: u32, h: u32) -> (image::RgbImage, Vec<u8>) {
     let t1 = image::load_from_memory(&common::photo("t1.jpg")).unwrap();
     let rgb = t1.resize_exact(w, h, FilterType::Lanczos3).to_rgb8();
@@ -47,7 +58,7 @@ fn detection(c: &mut Criterion) {
         let manifest = veil::manifest::Manifest::load(&common::config().runtime.models_dir)
             .expect("models are set up (scripts/setup.sh)");
         let tiling = manifest.get(model).unwrap().defaults().tiling;
-        for (size, w, h) in SIZES {
+        for &(size, w, h) in sizes() {
             let (rgb, _) = photo_at(w, h);
             let whole = tiling.min_object * w.max(h) as f32 / tiling.whole_size as f32;
             for (plan, smallest) in [("planned", None), ("whole", Some(whole))] {
@@ -89,7 +100,7 @@ fn anonymise(c: &mut Criterion) {
             })
             .collect();
         let mut pipeline = common::pipeline_with(&config);
-        for (size, w, h) in SIZES {
+        for &(size, w, h) in sizes() {
             let (_, jpeg) = photo_at(w, h);
             let renditions = [Rendition::default()];
             group.bench_function(format!("{name}/{size}"), |b| {
