@@ -16,11 +16,10 @@ use veil::rendition::Rendition;
 
 const SIZES: [(&str, u32, u32); 2] = [("720p", 1280, 720), ("1080p", 1920, 1080)];
 
-/// The frame sizes to run: both under `cargo bench` (which passes --bench); in test mode
-/// (`cargo test --benches`, part of scripts/test.sh), which runs each bench once to show it
-/// works, the smaller alone.
+/// The frame sizes to run: both under `cargo bench`, the smaller alone in test mode
+/// ([`common::benching`]).
 fn sizes() -> &'static [(&'static str, u32, u32)] {
-    if std::env::args().any(|a| a == "--bench") {
+    if common::benching() {
         &SIZES
     } else {
         &SIZES[..1]

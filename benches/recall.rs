@@ -132,8 +132,7 @@ fn sweep() -> Vec<(String, Config)> {
 }
 
 fn main() {
-    // criterion-style flag: `cargo bench` passes --bench; `cargo test --benches` does not
-    if !std::env::args().any(|a| a == "--bench") {
+    if !common::benching() {
         println!("recall: run with `cargo bench --bench recall`");
         return;
     }

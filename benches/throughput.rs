@@ -5,7 +5,10 @@
 //! `cargo bench --bench throughput` prints one JSON line per thread count. Settings come from
 //! the environment: VEIL_BENCH_IMAGES (folder, default .cache/testdata), VEIL_BENCH_REPEAT
 //! (passes over the folder, default 3), VEIL_BENCH_THREADS (default "1,2"). Run as a test
-//! (`cargo test --all-targets`), it anonymises one image once.
+//! (`cargo test --benches`), it anonymises one image once.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +32,7 @@ fn images(dir: &Path) -> Vec<Vec<u8>> {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = common::benching();
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     let config = Config::load(Some(Path::new("config/local.toml"))).unwrap();
     let renditions: Vec<_> = config

@@ -18,4 +18,4 @@ scripts/build_image.sh
 export ORT_DYLIB_PATH="$PWD/.cache/onnxruntime/libonnxruntime.so"
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --version 0.9.143 --locked
 cargo nextest run --release --lib --bins --tests "$@"
-cargo test --release --benches
+cargo test --release --bench '*'

@@ -32,6 +32,12 @@ impl Lcg {
     }
 }
 
+/// Whether a bench runs under `cargo bench`, which passes `--bench`: `cargo test` (scripts/test.sh
+/// runs `cargo test --bench '*'`) runs each bench without it, once, to show that it works.
+pub fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
