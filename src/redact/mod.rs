@@ -3,235 +3,23 @@
 //! Each detection's box is grown by its class's `padding`, the region is copied out, replaced by
 //! its blurred / pixelated / filled version, and blended back through a mask: an ellipse with a
 //! feathered edge for faces (it follows a head's outline), a rectangle with a soft edge for plates.
+//! How each class is redacted is set in [`settings`].
 //!
 //! Kernels, chosen by measurement (`cargo bench --bench redact`): the gaussian method is libblur's
 //! stack blur, a gaussian approximation whose cost does not grow with the radius; pixelation is a
 //! box-filtered downscale and a nearest-neighbour upscale with fast_image_resize. Both use SIMD.
 
+mod settings;
+
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{GrayImage, RgbImage};
 use libblur::{AnisotropicRadius, BlurImageMut, FastBlurChannels, ThreadingPolicy};
-use serde::{Deserialize, Serialize};
 
-use crate::detect::{Class, Detection};
+use crate::detect::Detection;
 use crate::geometry::BoxF;
+pub use settings::{ClassRedaction, MIN_MARGIN_PX, Method, RedactionConfig, Shape};
 
-/// How far, in source pixels, the fully-redacted core of a mask reaches at least beyond the
-/// detected box on each side: on objects of ten-odd pixels a detector's box edges are uncertain
-/// by a pixel or two, and a feathered edge over them leaves part of the object sharp.
-pub const MIN_MARGIN_PX: f32 = 2.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// Gaussian blur whose radius is `strength` × the region's shorter side.
-    Gaussian,
-    /// The region filled from its surroundings alone: a blur of the pixels around it that reads
-    /// nothing inside it, so no trace of the object, not even its average colour, remains.
-    Surround,
-    /// Mosaic of square cells whose side is `strength` × the region's shorter side.
-    Pixelate,
-    /// Solid `colour`.
-    Fill,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Shape {
-    Ellipse,
-    Rect,
-}
-
-/// How one class of detection is redacted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassRedaction {
-    pub method: Method,
-    pub shape: Shape,
-    /// Fraction of the box's width (height) added on each side before redacting.
-    pub padding: f32,
-    /// Blur radius or mosaic cell, as a fraction of the padded region's shorter side.
-    pub strength: f32,
-    /// Width of the ellipse's soft edge, as a fraction of its radius.
-    pub feather: f32,
-    pub colour: [u8; 3],
-}
-
-impl ClassRedaction {
-    /// The least padding whose fully-redacted core still covers the detected box: the box's
-    /// corners sit at 1 / (1 + 2·padding) of the way to the mask's edge on each axis, and the
-    /// core ends where the feather begins.
-    fn min_padding(&self) -> f32 {
-        (self.corner() / (1.0 - self.feather) - 1.0) / 2.0
-    }
-
-    /// How far out a box's corner lies against the edge of the mask drawn around it, on each
-    /// axis: an ellipse through the corners of a rectangle is √2 times its half-sides.
-    fn corner(&self) -> f32 {
-        match self.shape {
-            Shape::Ellipse => std::f32::consts::SQRT_2,
-            Shape::Rect => 1.0,
-        }
-    }
-
-    /// The margin on each side of a box `side` px long (across or down) that the padding
-    /// gives, raised where needed so that the mask's fully-redacted core reaches
-    /// [`MIN_MARGIN_PX`] beyond the box: the box grown by that much has its corners where the
-    /// feather begins. On a 12 px face found by the re-check at the edge of the frame, a
-    /// margin of 2 px under a feather left the face's last 3 px partly sharp.
-    fn margin(&self, side: f32) -> f32 {
-        let core_margin =
-            side * self.min_padding() + self.corner() * MIN_MARGIN_PX / (1.0 - self.feather);
-        (side * self.padding).max(core_margin)
-    }
-}
-
-/// Redaction settings per class. Defaults are strong: a light blur or a fine mosaic can be
-/// partly reversed, so both defaults leave nothing recognisable.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedactionConfig {
-    pub face: ClassRedaction,
-    pub plate: ClassRedaction,
-    /// Check each output as published and redact what the detectors still find, up to this many
-    /// times. A blurred head can keep a face-like outline, and the blur laid over such a find
-    /// can leave another: the second pass checks what the first one redacted. Each pass looks
-    /// only around what the previous one found and the regions that overlaps, so it costs
-    /// little once nothing is left.
-    pub verify_passes: u8,
-}
-
-impl Default for RedactionConfig {
-    fn default() -> Self {
-        Self {
-            // Faces: an ellipse 1.8× the box (deface uses 1.6×), so hair and ears are covered too.
-            face: ClassRedaction {
-                method: Method::Gaussian,
-                shape: Shape::Ellipse,
-                padding: 0.4,
-                strength: 0.5,
-                feather: 0.2,
-                colour: [0, 0, 0],
-            },
-            plate: ClassRedaction {
-                method: Method::Gaussian,
-                shape: Shape::Rect,
-                padding: 0.5,
-                strength: 0.5,
-                feather: 0.3,
-                colour: [0, 0, 0],
-            },
-            verify_passes: 2,
-        }
-    }
-}
-
-impl RedactionConfig {
-    pub fn for_class(&self, class: Class) -> &ClassRedaction {
-        match class {
-            Class::Face => &self.face,
-            Class::Plate => &self.plate,
-        }
-    }
-
-    /// How `d` is redacted: as its class says, except what the re-check of an output still
-    /// finds over a redacted region (`verify_pass` above 0).
-    ///
-    /// - A residue of a blurred class is filled from its surroundings ([`Method::Surround`])
-    ///   over a rectangle. A blur keeps the region's own average colours, and a blurred head (a
-    ///   skin-coloured oval under a darker one) can still be scored as a face; blurring it again
-    ///   keeps that shape, larger and smoother (on the small-object set such a head was scored
-    ///   0.24, then 0.31 after the first re-redaction, and full detection of the output found
-    ///   it at 0.53). A fill over an ellipse still leaves an oval: on t1.jpg one head went from
-    ///   0.21 to 0.33 over three passes of it, while over a soft rectangle none of its heads
-    ///   was found again.
-    /// - A residue gets half its class's padding (no less than keeps its box inside the
-    ///   mask's core). Its box already takes in the blurred region around the object, 1.2–1.6
-    ///   times the object's size, and the full padding on top of that more than doubled the
-    ///   area blurred around each face of a group photo (t1.jpg: 21 % of the pixels changed by
-    ///   the first redaction, 35 % after the re-check; 25 % with half the padding).
-    pub fn for_detection(&self, d: &Detection) -> ClassRedaction {
-        let class = *self.for_class(d.class);
-        if d.verify_pass == 0 {
-            return class;
-        }
-        let mut residue = class;
-        if class.method == Method::Gaussian {
-            residue.method = Method::Surround;
-            residue.shape = Shape::Rect;
-        }
-        residue.padding = (class.padding / 2.0).max(residue.min_padding());
-        residue
-    }
-
-    /// How `d` is redacted in a picture whose frame is `frame`: as [`Self::for_detection`]
-    /// says, except that an ellipse becomes the rectangle of the same region where the
-    /// object's box reaches past the frame. The ellipse follows the outline of a whole head. Of
-    /// a head the frame cuts, a model sees a part and boxes that part: on photos cut through
-    /// their faces, the box fell short of the face by up to a third of its size away from the
-    /// edge and along it, and the ellipse then left the face's corners sharp (the brow and
-    /// hairline of a face cut at the eyes by the bottom edge). The rectangle covers the whole
-    /// region. Any overhang counts: the box of a face cut in half overhung the edge by less
-    /// than a quarter of itself.
-    pub fn in_frame(&self, d: &Detection, frame: &BoxF) -> ClassRedaction {
-        let mut c = self.for_detection(d);
-        if c.shape == Shape::Ellipse && d.bbox.share_outside(frame) > 0.0 {
-            c.shape = Shape::Rect;
-        }
-        c
-    }
-
-    /// The area redacted for a detection: its box grown by its padding (see
-    /// [`Self::for_detection`]), and enough that the redaction is full [`MIN_MARGIN_PX`]
-    /// beyond the box on each side.
-    pub fn region(&self, d: &Detection) -> BoxF {
-        let c = self.for_detection(d);
-        let b = &d.bbox;
-        b.grown_by(c.margin(b.width()), c.margin(b.height()))
-    }
-
-    /// Checks every class; errors name the key, e.g. `redaction.face.padding`.
-    pub fn validate(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        if self.verify_passes > 5 {
-            errors.push(format!(
-                "redaction.verify_passes must be at most 5, got {}",
-                self.verify_passes
-            ));
-        }
-        for (name, c) in [("face", &self.face), ("plate", &self.plate)] {
-            if !(0.0..=2.0).contains(&c.padding) {
-                errors.push(format!(
-                    "redaction.{name}.padding must be in [0, 2], got {}",
-                    c.padding
-                ));
-            }
-            if !(c.strength > 0.0 && c.strength <= 1.0) {
-                errors.push(format!(
-                    "redaction.{name}.strength must be in (0, 1], got {}",
-                    c.strength
-                ));
-            }
-            if !(0.0..1.0).contains(&c.feather) {
-                errors.push(format!(
-                    "redaction.{name}.feather must be in [0, 1), got {}",
-                    c.feather
-                ));
-            }
-            if c.padding < c.min_padding() {
-                errors.push(format!(
-                    "redaction.{name}: padding {} and feather {} would leave the corners of the detected box \
-                     partly unredacted; raise padding or lower feather",
-                    c.padding, c.feather
-                ));
-            }
-        }
-        errors
-    }
-}
-
-/// Applies redactions; keeps its buffers between regions and images.
 /// Fraction of the region's width (height) added on each side of the window the blur reads.
 const BLUR_CONTEXT: f32 = 0.5;
 
@@ -239,6 +27,7 @@ const BLUR_CONTEXT: f32 = 0.5;
 /// for the enlarged result to be as smooth as a full-resolution blur.
 const BLUR_MIN_RADIUS: u32 = 16;
 
+/// Applies redactions; keeps its buffers between regions and images.
 #[derive(Default)]
 pub struct Redactor {
     resizer: Resizer,
@@ -543,7 +332,7 @@ fn mask(shape: Shape, dx: f32, dy: f32, feather: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::BoxF;
+    use crate::detect::Class;
 
     fn checkerboard(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
@@ -856,19 +645,5 @@ mod tests {
                 redactor.region(&mut img, area, c);
             }
         }
-    }
-
-    #[test]
-    fn validation_refuses_an_ellipse_that_would_miss_box_corners() {
-        let mut config = RedactionConfig::default();
-        assert!(config.validate().is_empty());
-        config.face.padding = 0.05;
-        let errors = config.validate();
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("redaction.face") && e.contains("corners")),
-            "{errors:?}"
-        );
     }
 }
