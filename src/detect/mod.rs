@@ -222,7 +222,7 @@ impl Detector {
     /// `Thresholds`); its edges are then looked at a second time with grey beyond them, for
     /// classes [`Class::hidden_by_its_mirror`] ([`edges`]). Where one tile saw an object whole
     /// and another cut by an edge it shares with a neighbour, the whole one's box is kept
-    /// ([`Found`]).
+    /// (`Found`).
     pub fn detect(
         &mut self,
         img: &RgbImage,

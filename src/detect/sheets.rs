@@ -54,7 +54,7 @@ pub struct Sheet {
 
 impl Sheet {
     /// Maps a box found on the sheet back to the image, if it lies on a window: its centre in
-    /// the window, and at least [`ON_WINDOW`] of its area on it. The model saw only the window's
+    /// the window, and at least `ON_WINDOW` of its area on it. The model saw only the window's
     /// pixels of the image; a box reaching further across the gutter is made of grey and of a
     /// neighbouring window's pixels, not an object of this one.
     pub fn to_image(&self, b: &BoxF) -> Option<BoxF> {
@@ -141,7 +141,7 @@ impl Layout {
 }
 
 /// The widest and tallest window a sheet of `side` pixels holds with `gutter` pixels around it:
-/// the first window of a sheet starts at the gutter rounded up to [`ALIGN`], and a gutter
+/// the first window of a sheet starts at the gutter rounded up to `ALIGN`, and a gutter
 /// follows the last.
 pub fn room(side: u32, gutter: u32) -> u32 {
     side.saturating_sub(aligned(gutter) + gutter)

@@ -85,7 +85,7 @@ impl Tile {
     }
 
     /// Whether `b` (image pixels) reaches an edge this tile shares with a neighbouring tile,
-    /// in an image of `image` size: within [`TILE_EDGE`] model pixels of it, or past it. The
+    /// in an image of `image` size: within `TILE_EDGE` model pixels of it, or past it. The
     /// model then saw only part of that object, and its box is of that part; the neighbour,
     /// whose tile shares the overlap, sees an object no larger than the overlap whole.
     pub fn cuts(&self, b: &crate::geometry::BoxF, image: (u32, u32)) -> bool {

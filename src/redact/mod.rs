@@ -3,7 +3,7 @@
 //! Each detection's box is grown by its class's `padding`, the region is copied out, replaced by
 //! its blurred / pixelated / filled version, and blended back through a mask: an ellipse with a
 //! feathered edge for faces (it follows a head's outline), a rectangle with a soft edge for plates.
-//! How each class is redacted is set in [`settings`].
+//! How each class is redacted is set in `settings`.
 //!
 //! Kernels, chosen by measurement (`cargo bench --bench redact`): the gaussian method is libblur's
 //! stack blur, a gaussian approximation whose cost does not grow with the radius; pixelation is a
