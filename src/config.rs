@@ -111,7 +111,7 @@ impl DetectorConfig {
                 .small_threshold
                 .or(self.threshold)
                 .unwrap_or(defaults.small_threshold),
-            small_up_to: 2.0 * smallest,
+            small_up_to: 2.0 * smallest, // RecallConfig::small_up_to
             tiny: self
                 .tiny_threshold
                 .or(self.small_threshold)
@@ -164,6 +164,12 @@ impl RecallConfig {
             crate::detect::Class::Face => self.face_min_px,
             crate::detect::Class::Plate => self.plate_min_px,
         }
+    }
+
+    /// The small-object size of `class`: twice its smallest guaranteed size. Objects up to it
+    /// are held to the small objects' threshold, and redacted with the class's `small_method`.
+    pub fn small_up_to(&self, class: crate::detect::Class) -> f32 {
+        2.0 * self.smallest(class)
     }
 }
 
@@ -311,7 +317,11 @@ impl Config {
             return Err(ConfigError::Invalid(errors));
         }
         let runtime = Runtime::new(&self.runtime)?;
-        Ok(Engine::new(runtime, models, self.redaction, self.limits))
+        let redaction = RedactionConfig {
+            recall: self.recall,
+            ..self.redaction
+        };
+        Ok(Engine::new(runtime, models, redaction, self.limits))
     }
 }
 

@@ -374,7 +374,8 @@ impl Pipeline {
     /// Renders and encodes one rendition of the redacted `picture`, then checks what it
     /// publishes: decodes the bytes (a lossy encoding can give a blurred head back some of a
     /// face's edges, and a downscaled one can look more like a face than at full size) and looks
-    /// again around the regions of `detections` (source pixels), up to `verify_passes` times,
+    /// again around the regions of `detections` (source pixels) whose redaction keeps something
+    /// of the object ([`RedactionConfig::keeps_nothing_of`]), up to `verify_passes` times,
     /// redacting and encoding again whenever something is still found. Returns the output and
     /// what the checks found, in source pixels.
     fn publish(
@@ -394,7 +395,14 @@ impl Pipeline {
             width as f32 / picture.rgb.width() as f32,
             height as f32 / picture.rgb.height() as f32,
         );
-        let mut redacted = rescaled(detections, (1.0 / k.0, 1.0 / k.1));
+        // A region filled at first keeps nothing of its object to look for (judged in source
+        // pixels, where its redaction was chosen).
+        let blurred: Vec<Detection> = detections
+            .iter()
+            .filter(|d| !self.redaction.keeps_nothing_of(d))
+            .cloned()
+            .collect();
+        let mut redacted = rescaled(&blurred, (1.0 / k.0, 1.0 / k.1));
         let mut last = redacted.clone();
         let mut found = Vec::new();
         // The byte limit is for inputs: an output may encode larger than its source.
@@ -478,9 +486,10 @@ impl Pipeline {
         let mut residue = Vec::new();
         for detector in &mut self.detectors {
             let class = detector.class;
+            let smallest = detector.smallest();
             let looked_at: Vec<_> = redacted
                 .iter()
-                .filter(|d| d.class == class)
+                .filter(|d| d.class == class && recheck::worth_a_look(class, &d.bbox, smallest))
                 .map(|d| Redacted {
                     object: mirrored.inward(&d.bbox),
                     region: mirrored.inward(&self.redaction.region(d)),
@@ -500,7 +509,13 @@ impl Pipeline {
                 found
                     .into_iter()
                     .filter(|f| {
-                        recheck::still_seen(class, f, &thresholds, &mirrored.frame, &regions)
+                        recheck::still_seen(
+                            class,
+                            f,
+                            (&thresholds, smallest),
+                            &mirrored.frame,
+                            &regions,
+                        )
                     })
                     .map(|f| Detection {
                         bbox: mirrored.outward(&f.bbox),
