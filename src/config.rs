@@ -101,17 +101,23 @@ pub struct DetectorConfig {
 }
 
 impl DetectorConfig {
-    /// The thresholds this detector keeps objects at, for a class whose smallest guaranteed
-    /// size is `smallest`: the small-object one holds up to twice that size, the tiny-object one
-    /// up to 1.4 times it.
-    fn thresholds(&self, defaults: &FamilyDefaults, smallest: f32) -> Thresholds {
+    /// The thresholds this detector keeps objects of `class` at: the small-object one holds up
+    /// to the `recall` small-object size (twice the smallest guaranteed), the tiny-object one up
+    /// to 1.4 times the smallest.
+    fn thresholds(
+        &self,
+        defaults: &FamilyDefaults,
+        recall: &RecallConfig,
+        class: crate::detect::Class,
+    ) -> Thresholds {
+        let smallest = recall.smallest(class);
         Thresholds {
             large: self.threshold.unwrap_or(defaults.threshold),
             small: self
                 .small_threshold
                 .or(self.threshold)
                 .unwrap_or(defaults.small_threshold),
-            small_up_to: 2.0 * smallest, // RecallConfig::small_up_to
+            small_up_to: recall.small_up_to(class),
             tiny: self
                 .tiny_threshold
                 .or(self.small_threshold)
@@ -305,7 +311,7 @@ impl Config {
             }
             let smallest = self.recall.smallest(model.entry.class);
             let settings = DetectorSettings {
-                thresholds: d.thresholds(&defaults, smallest),
+                thresholds: d.thresholds(&defaults, &self.recall, model.entry.class),
                 nms_iou: d.nms_iou.unwrap_or(defaults.nms_iou),
                 tiling,
                 smallest,
@@ -424,7 +430,11 @@ mod tests {
                 small_threshold,
                 ..Default::default()
             }
-            .thresholds(&defaults, 10.0)
+            .thresholds(
+                &defaults,
+                &RecallConfig::default(),
+                crate::detect::Class::Face,
+            )
         };
         let family = t(None, None);
         assert_eq!(
@@ -454,7 +464,11 @@ mod tests {
             tiny_threshold: Some(0.04),
             ..Default::default()
         }
-        .thresholds(&defaults, 10.0);
+        .thresholds(
+            &defaults,
+            &RecallConfig::default(),
+            crate::detect::Class::Face,
+        );
         assert_eq!(
             (tiny_only.small, tiny_only.tiny),
             (defaults.small_threshold, 0.04)
