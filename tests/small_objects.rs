@@ -152,7 +152,7 @@ const FLOORS: [(&str, f64); 7] = [
 /// bought with false detections shows here. The whole set as drawn was measured at 0.83 %
 /// (README "Small objects"), its large frames' background weighing most; its frames up to
 /// 1080p, where objects stand closer, at 1.82 % with held-apart faces and 2.56 % mirrored
-/// (before small faces were filled from their surroundings, which lowered each set's share).
+/// (both measured before small faces were filled from their surroundings).
 fn over_redaction_ceiling(frames: Frames) -> f64 {
     match frames {
         Frames::All => 0.014,
