@@ -512,7 +512,8 @@ impl Pipeline {
                         recheck::still_seen(
                             class,
                             f,
-                            (&thresholds, smallest),
+                            &thresholds,
+                            smallest,
                             &mirrored.frame,
                             &regions,
                         )

@@ -108,7 +108,8 @@ fn is_residue(class: Class, find: &BoxF, regions: &[BoxF], large: bool) -> bool 
 pub(crate) fn still_seen(
     class: Class,
     find: &Detection,
-    (thresholds, smallest): (&Thresholds, f32),
+    thresholds: &Thresholds,
+    smallest: f32,
     frame: &BoxF,
     regions: &[BoxF],
 ) -> bool {
