@@ -92,8 +92,8 @@ pub struct DetectorConfig {
     pub cut_threshold: Option<f32>,
     pub nms_iou: Option<f32>,
     /// Whether the passes that upscale the picture also look at it mirrored left to right, in
-    /// detection and in the re-check (about twice their time; the edges' second look is not
-    /// mirrored). Unset: yes for faces, no for plates
+    /// detection, in its second look at the edges and in the re-check (about twice their
+    /// time). Unset: yes for faces, no for plates
     /// (see `detect::Class::looked_at_mirrored` and `detect::DetectorSettings::mirrors`).
     pub mirrored: Option<bool>,
     #[serde(default)]

@@ -126,8 +126,8 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
         t1["detections"][0]["box"].as_array().unwrap().len() == 4
             && t1["detections"][0]["score"].is_f64()
     );
-    // face models look at the picture mirrored as well in the passes that upscale it, plate
-    // models once
+    // face models look at the picture mirrored as well in the passes that upscale it, and
+    // in their second look at its edges; plate models once, and not at the edges again
     for plan in t1["plan"].as_array().unwrap() {
         let face = plan["model"].as_str().unwrap().starts_with("centerface");
         let passes = plan["passes"].as_array().unwrap();
@@ -135,6 +135,10 @@ fn anonymise_a_folder_keeps_its_tree_reports_each_image_and_counts_failures() {
         for pass in passes {
             let upscales = pass["scale"].as_f64().unwrap() > 1.0;
             assert_eq!(pass["mirrored"], face && upscales, "{plan}");
+        }
+        match plan.get("edges") {
+            Some(edges) => assert!(face && edges["mirrored"] == true, "{plan}"),
+            None => assert!(!face, "{plan}"),
         }
         assert!(passes[0]["scale"].as_f64().unwrap() > 1.0, "{plan}");
         // the finer passes keep objects up to a size; CenterFace's last pass, over the whole

@@ -313,7 +313,9 @@ impl Detector {
             .collect();
         let first = tiles.first()?;
         let sizes = self.edge_sizes(first.scale);
-        Some(tiles::Pass::new(first.scale, tiles.len() as u32, sizes))
+        let mut pass = tiles::Pass::new(first.scale, tiles.len() as u32, sizes);
+        pass.mirrored = self.settings.mirrors(first.scale);
+        Some(pass)
     }
 
     /// The sizes of object, in source pixels, an edge strip's tile at `scale` keeps: those of
@@ -324,7 +326,11 @@ impl Detector {
     }
 
     /// Adds to `found` the candidates in the bands along the edges of `frame` within `img`,
-    /// seen with grey beyond the edge ([`edges`]); `scale` is the finest pass over `img`.
+    /// seen with grey beyond the edge ([`edges`]); `scale` is the finest pass over `img`. The
+    /// strips are looked at both ways where that pass is ([`DetectorSettings::mirrors`]): a
+    /// face the frame cuts shows the model least of itself, and one way of looking at it can
+    /// find what the other misses (camera.png's 10 px face cut by the bottom edge of the
+    /// small-object set's 1080p edge-cut frame scored 0.06 mirrored, under 0.06 as drawn).
     fn detect_at_edges(
         &mut self,
         img: &RgbImage,
@@ -339,15 +345,18 @@ impl Detector {
             columns.1.saturating_sub(columns.0),
             rows.1.saturating_sub(rows.0),
         );
+        let settings = self.settings;
         for (pair, band, plan) in self.edge_plan(img.dimensions(), picture, scale) {
             let strip = edges::Strip::new(img, pair, pair.across((columns, rows)).0, band);
-            for tile in &plan {
-                let sizes = self.edge_sizes(tile.scale);
-                let on_strip =
-                    self.run_tile(&strip.image, tile, self.settings.thresholds, None, sizes)?;
-                found.add(on_strip, (tile, false), strip.image.dimensions(), |b| {
-                    strip.to_extended(&b)
-                });
+            for (view, searched) in settings.views(&strip.image, &plan) {
+                for tile in plan.iter().filter(|t| settings.looks(view, t)) {
+                    let sizes = self.edge_sizes(tile.scale);
+                    let on_strip =
+                        self.run_tile(&searched, tile, settings.thresholds, None, sizes)?;
+                    found.add(on_strip, (tile, false), searched.dimensions(), |b| {
+                        strip.to_extended(&view.map(b))
+                    });
+                }
             }
         }
         Ok(())
