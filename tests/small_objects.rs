@@ -1,8 +1,9 @@
 //! Recall on the small-object set (tests/common/smallset.rs): faces of 10–24 px and plates of
 //! 20–40 px in 720p to 12 MP frames, cut by the frame, grayscale, drawn in the alpha plane and
 //! stored sideways; the same scenes up to 1080p made of held-apart faces, and mirrored. The default
-//! configuration is held, per size bucket, to what it was measured to cover by the coverage rule
-//! (the goal is ≥ 0.99 everywhere), and the rule itself is checked against its calibration points.
+//! configuration is held, per size bucket, to the goal of covering ≥ 0.99 of it by the coverage
+//! rule, or where it falls short to what it was measured to cover, and the rule itself is checked
+//! against its calibration points.
 
 mod common;
 
@@ -119,37 +120,48 @@ fn every_face_of_a_crowd_is_covered_and_found_whole() {
     );
 }
 
-/// What the default configuration covers per size bucket, less a margin of about one object: a
-/// guard against regressions, on each set (measured: README "Small objects"). The goal is 0.99
-/// everywhere.
-/// - The scenes as drawn: faces of 24 px and plates of 20, 28 and 40 px reach it. Faces of 10,
-///   12 and 16 px miss one each (0.989), all cut by the frame and never found by detection:
-///   camera.png's 10 px face on the 1080p edge-cut frame (7 × 5 px of it inside the frame),
-///   t1.jpg's second face on the 720p one, and camera.png's 16 px profile cut by its right
-///   edge (found while the passes at 1× looked at the picture mirrored too). The two 20 px
-///   plates missed are cut by the frame along their length, to 2.5 and 3.8 px of their height.
+/// The share of every size bucket the default configuration must cover, on every set.
+const GOAL: f64 = 0.99;
+
+/// The buckets where the default falls short of [`GOAL`] on a set, each with the objects it
+/// was measured to miss there, all cut by the frame (README "Small objects"): a guard against
+/// regressions where the goal is not met. Every other bucket of every set is held to the goal.
+/// - The scenes as drawn, faces of 12 px: t1.jpg's second face on the 720p edge-cut frame, a
+///   quarter of it above the top edge, which CenterFace scores 0.008 at best. (camera.png's
+///   10 px face cut by the bottom edge of the 1080p one, also missed before, is found since the
+///   second look at the edges looks both ways; the 16 px profile cut by a side edge since the
+///   passes at 1× looked at the picture mirrored as well.) Its two 20 px plates missed, cut by
+///   the frame along their length to 2.5 and 3.8 px of their height, leave that bucket at
+///   0.991.
 /// - The scenes made of held-apart faces (tests/data/bench_faces.toml), on which no setting of
-///   veil was chosen: how the defaults carry over to other faces. Every face is covered; before
-///   face models also looked at the picture mirrored, a three-quarter profile 6.4 px wide at
-///   10 px high was missed on the grayscale 1080p frame.
+///   veil was chosen: how the defaults carry over to other faces. Every face is covered (a
+///   three-quarter profile 6.4 px wide at 10 px high was missed before face models looked at
+///   the picture mirrored); on the frames up to 1080p two 20 px plates on the edge-cut frames
+///   are not.
 /// - The scenes mirrored left to right ([`Camera::Mirrored`]): the same objects and
 ///   backgrounds, each seen the other way round, each edge-cut object cut by the other edge.
-///   Every face but camera.png's 16 px profile cut by a side edge (as above) is covered; with
-///   one look per picture the defaults covered 90/92, 90/90, 88/90, 90/91 faces here (a profile
-///   scored 0.26 one way and 0.06 the other).
-const FLOORS: [(&str, f64); 7] = [
-    ("face 10 px", 0.98),
-    ("face 12 px", 0.98),
-    ("face 16 px", 0.98),
-    ("face 24 px", 0.98),
-    ("plate 20 px", 0.98),
-    ("plate 28 px", 0.98),
-    ("plate 40 px", 0.98),
+///   Every face is covered (with one look per picture the defaults covered 90/92, 90/90,
+///   88/90, 90/91 faces here: a profile scored 0.26 one way and 0.06 the other); the 720p
+///   edge-cut frame's two 20 px plates cut along their length, and two 40 px plates, are not.
+const SHORT_OF_GOAL: [(Faces, Camera, &str, u32); 4] = [
+    (Faces::Known, Camera::Sharp, "face 12 px", 1),
+    (Faces::HeldApart, Camera::Sharp, "plate 20 px", 2),
+    (Faces::Known, Camera::Mirrored, "plate 20 px", 2),
+    (Faces::Known, Camera::Mirrored, "plate 40 px", 2),
 ];
+
+/// The most objects of a bucket of `total` the default may miss on the set made of `faces` and
+/// recorded by `camera`: those [`SHORT_OF_GOAL`] lists, else as many as [`GOAL`] allows.
+fn misses_allowed(faces: Faces, camera: Camera, bucket: &str, total: u32) -> u32 {
+    SHORT_OF_GOAL
+        .iter()
+        .find(|&&(f, c, b, _)| (f, c, b) == (faces, camera, bucket))
+        .map_or(((1.0 - GOAL) * total as f64).floor() as u32, |s| s.3)
+}
 
 /// The share of pixels away from every object (outside each box grown to twice its size) that
 /// the defaults may change on `frames`: what they were measured to change, plus a margin. Recall
-/// bought with false detections shows here. The whole set as drawn was measured at 0.83 %
+/// bought with false detections shows here. The whole set as drawn was measured at 0.84 %
 /// (README "Small objects"), its large frames' background weighing most; its frames up to
 /// 1080p, where objects stand closer, at 1.82 % with held-apart faces and 2.56 % mirrored
 /// (both measured before small faces were filled from their surroundings).
@@ -161,24 +173,24 @@ fn over_redaction_ceiling(frames: Frames) -> f64 {
 }
 
 #[test]
-fn every_size_bucket_is_covered_at_least_as_well_as_measured_with_the_defaults() {
+fn every_size_bucket_is_covered_to_the_goal_or_as_measured_with_the_defaults() {
     covered_at_least(Faces::Known, Camera::Sharp, Frames::All);
 }
 
 #[test]
-fn faces_veil_was_not_tuned_on_are_covered_at_least_as_well_as_measured() {
+fn faces_veil_was_not_tuned_on_are_covered_to_the_goal_or_as_measured() {
     covered_at_least(Faces::HeldApart, Camera::Sharp, Frames::UpTo1080p);
 }
 
 #[test]
-fn mirrored_scenes_are_covered_at_least_as_well_as_measured() {
+fn mirrored_scenes_are_covered_to_the_goal_or_as_measured() {
     covered_at_least(Faces::Known, Camera::Mirrored, Frames::UpTo1080p);
 }
 
 /// Evaluates the default configuration on the `frames` of the set made of `faces` and recorded
 /// by `camera`, prints what it covers, its misses and the re-check's share of the time, and
-/// holds every bucket to its floor ([`FLOORS`]) and the over-redaction to its ceiling
-/// ([`over_redaction_ceiling`]). The set as drawn runs whole; its variants run on the frames up
+/// holds every bucket to the goal or to what it was measured to miss ([`misses_allowed`]) and
+/// the over-redaction to its ceiling ([`over_redaction_ceiling`]). The set as drawn runs whole; its variants run on the frames up
 /// to 1080p, whose objects are those of the larger frames at the same sizes (the recall bench
 /// runs every set whole).
 fn covered_at_least(faces: Faces, camera: Camera, frames: Frames) {
@@ -216,12 +228,12 @@ fn covered_at_least(faces: Faces, camera: Camera, frames: Frames) {
         over_redacted <= ceiling,
         "over-redaction {over_redacted:.4} above {ceiling}"
     );
-    assert_eq!(buckets.len(), FLOORS.len());
-    for &(bucket, floor) in &FLOORS {
-        let (covered, total) = buckets[bucket];
+    assert_eq!(buckets.len(), 7, "{table}");
+    for (bucket, &(covered, total)) in &buckets {
+        let allowed = misses_allowed(faces, camera, bucket, total);
         assert!(
-            covered as f64 >= floor * total as f64,
-            "{bucket}: {covered}/{total} covered, below {floor}\n{table}"
+            total - covered <= allowed,
+            "{bucket}: {covered}/{total} covered, more than {allowed} missed\n{table}"
         );
     }
 }
