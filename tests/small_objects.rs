@@ -1,9 +1,9 @@
 //! Recall on the small-object set (tests/common/smallset.rs): faces of 10–24 px and plates of
 //! 20–40 px in 720p to 12 MP frames, cut by the frame, grayscale, drawn in the alpha plane and
-//! stored sideways; the same scenes up to 1080p made of held-apart faces, and mirrored. The default
-//! configuration is held, per size bucket, to the goal of covering ≥ 0.99 of it by the coverage
-//! rule, or where it falls short to what it was measured to cover, and the rule itself is checked
-//! against its calibration points.
+//! stored sideways; the same scenes up to 1080p made of held-apart faces, mirrored, and as a
+//! camera records them (blurred, JPEG). The default configuration is held, per size bucket, to
+//! the goal of covering ≥ 0.99 of it by the coverage rule, or where it falls short to what it
+//! was measured to cover, and the rule itself is checked against its calibration points.
 
 mod common;
 
@@ -143,11 +143,20 @@ const GOAL: f64 = 0.99;
 ///   Every face is covered (with one look per picture the defaults covered 90/92, 90/90,
 ///   88/90, 90/91 faces here: a profile scored 0.26 one way and 0.06 the other); the 720p
 ///   edge-cut frame's two 20 px plates cut along their length, and two 40 px plates, are not.
-const SHORT_OF_GOAL: [(Faces, Camera, &str, u32); 4] = [
+/// - The scenes as a camera records them ([`Camera::Soft`]: blurred, JPEG), on the frames up
+///   to 1080p: the guarantee holds from 12 px faces and 28 px plates within an object or so,
+///   not at its limit. Seven of the 76 soft 10 px faces are missed, four of them cut by the
+///   frame, each scored under the tiny faces' 0.06; ten of the 174 soft 20 px plates; and one
+///   face each at 12 and 16 px, cut by the frame.
+const SHORT_OF_GOAL: [(Faces, Camera, &str, u32); 8] = [
     (Faces::Known, Camera::Sharp, "face 12 px", 1),
     (Faces::HeldApart, Camera::Sharp, "plate 20 px", 2),
     (Faces::Known, Camera::Mirrored, "plate 20 px", 2),
     (Faces::Known, Camera::Mirrored, "plate 40 px", 2),
+    (Faces::Known, Camera::Soft, "face 10 px", 7),
+    (Faces::Known, Camera::Soft, "face 12 px", 1),
+    (Faces::Known, Camera::Soft, "face 16 px", 1),
+    (Faces::Known, Camera::Soft, "plate 20 px", 10),
 ];
 
 /// The most objects of a bucket of `total` the default may miss on the set made of `faces` and
@@ -164,7 +173,7 @@ fn misses_allowed(faces: Faces, camera: Camera, bucket: &str, total: u32) -> u32
 /// bought with false detections shows here. The whole set as drawn was measured at 0.84 %
 /// (README "Small objects"), its large frames' background weighing most; its frames up to
 /// 1080p, where objects stand closer, at 1.82 % with held-apart faces and 2.56 % mirrored
-/// (both measured before small faces were filled from their surroundings).
+/// (both measured before small faces were filled from their surroundings), and 1.88 % soft.
 fn over_redaction_ceiling(frames: Frames) -> f64 {
     match frames {
         Frames::All => 0.014,
@@ -185,6 +194,11 @@ fn faces_veil_was_not_tuned_on_are_covered_to_the_goal_or_as_measured() {
 #[test]
 fn mirrored_scenes_are_covered_to_the_goal_or_as_measured() {
     covered_at_least(Faces::Known, Camera::Mirrored, Frames::UpTo1080p);
+}
+
+#[test]
+fn soft_scenes_are_covered_to_the_goal_or_as_measured() {
+    covered_at_least(Faces::Known, Camera::Soft, Frames::UpTo1080p);
 }
 
 /// Evaluates the default configuration on the `frames` of the set made of `faces` and recorded
