@@ -8,9 +8,9 @@
 //! on the set made of held-apart faces (tests/data/bench_faces.toml), on which no setting of
 //! veil was chosen, on the set as a camera records it (blurred and stored as JPEG:
 //! `Camera::Soft`), and on the scenes mirrored left to right (`Camera::Mirrored`). Prints a
-//! table; scripts/bench.sh runs it. For the default on the known faces, the held-apart faces
-//! and the mirrored scenes it also counts the objects that full detection (the re-check off)
-//! still finds in its outputs.
+//! table; scripts/bench.sh runs it. For the default on every set (known faces, held-apart faces,
+//! soft frames, mirrored scenes) it also counts the objects that full detection (the re-check
+//! off) still finds in its outputs.
 //! `RECALL_ONLY=float` runs only the configurations whose name contains it (`RECALL_ONLY=default`
 //! the default alone: a name equal to it wins); `RECALL_SWEEP=1`
 //! runs each detector alone at several thresholds instead, the measurements behind the default
@@ -165,7 +165,7 @@ fn main() {
         );
         // The default's outputs go through full detection again (its re-check off): the
         // objects it still finds, which the re-check is meant to leave at none.
-        let again = ["default", HELD_APART, MIRRORED]
+        let again = ["default", HELD_APART, SOFT, MIRRORED]
             .contains(&name.as_str())
             .then(|| {
                 let mut plain = config.clone();
