@@ -397,12 +397,12 @@ impl Pipeline {
         );
         // A region filled at first keeps nothing of its object to look for (judged in source
         // pixels, where its redaction was chosen).
-        let blurred: Vec<Detection> = detections
-            .iter()
-            .filter(|d| !self.redaction.keeps_nothing_of(d))
-            .cloned()
-            .collect();
-        let mut redacted = rescaled(&blurred, (1.0 / k.0, 1.0 / k.1));
+        let mut redacted = rescaled(
+            detections
+                .iter()
+                .filter(|d| !self.redaction.keeps_nothing_of(d)),
+            (1.0 / k.0, 1.0 / k.1),
+        );
         let mut last = redacted.clone();
         let mut found = Vec::new();
         // The byte limit is for inputs: an output may encode larger than its source.
@@ -530,9 +530,12 @@ impl Pipeline {
 
 /// `detections` with their boxes divided by `k`: from a rendition `k` times the source's size
 /// back to source pixels, or with `1 / k` from the source to the rendition.
-fn rescaled(detections: &[Detection], k: (f32, f32)) -> Vec<Detection> {
+fn rescaled<'a>(
+    detections: impl IntoIterator<Item = &'a Detection>,
+    k: (f32, f32),
+) -> Vec<Detection> {
     detections
-        .iter()
+        .into_iter()
         .map(|d| Detection {
             bbox: d.bbox.unscale(k, (0.0, 0.0)),
             ..d.clone()
