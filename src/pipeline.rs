@@ -438,7 +438,7 @@ impl Pipeline {
             self.redact(rendered.to_mut(), &residue);
             found.extend(rescaled(&residue, k));
             redacted.extend(residue.iter().cloned());
-            last = self.touched(&redacted, &residue, &BoxF::frame((width, height)));
+            last = self.touched(&redacted, &residue);
             bytes = encode(&rendered, timings)?;
         }
         let info = OutputInfo {
@@ -456,20 +456,12 @@ impl Pipeline {
     /// residue changes how the object under it looks as a whole, and a window around a small
     /// residue alone would not hold that object (on the small-object set a 5 px find beside a
     /// blurred 24 px face was filled, and full detection then scored the face 0.35).
-    fn touched(
-        &self,
-        redacted: &[Detection],
-        residue: &[Detection],
-        frame: &BoxF,
-    ) -> Vec<Detection> {
-        let regions: Vec<BoxF> = residue
-            .iter()
-            .map(|d| self.redaction.region(d, frame))
-            .collect();
+    fn touched(&self, redacted: &[Detection], residue: &[Detection]) -> Vec<Detection> {
+        let regions: Vec<BoxF> = residue.iter().map(|d| self.redaction.region(d)).collect();
         redacted
             .iter()
             .filter(|d| {
-                let region = self.redaction.region(d, frame);
+                let region = self.redaction.region(d);
                 regions.iter().any(|r| r.intersection(&region).is_some())
             })
             .cloned()
@@ -491,7 +483,6 @@ impl Pipeline {
         // Seen as detection sees it: extended by its mirror image, so that what remains of an
         // object cut by the frame is looked at whole and held to the threshold for cut objects.
         let mirrored = Mirrored::new(img, self.edge_margin());
-        let frame = BoxF::frame(img.dimensions());
         let mut residue = Vec::new();
         for detector in &mut self.detectors {
             let class = detector.class;
@@ -501,7 +492,7 @@ impl Pipeline {
                 .filter(|d| d.class == class && recheck::worth_a_look(class, &d.bbox, smallest))
                 .map(|d| Redacted {
                     object: mirrored.inward(&d.bbox),
-                    region: mirrored.inward(&self.redaction.region(d, &frame)),
+                    region: mirrored.inward(&self.redaction.region(d)),
                 })
                 .collect();
             if looked_at.is_empty() {
