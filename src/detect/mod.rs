@@ -240,6 +240,19 @@ impl Detector {
         Ok(self.finish(img, found))
     }
 
+    /// Finds what the passes of `img`'s plan that see all of it in one run find: the whole pass,
+    /// and any finer pass that is a single tile. They run as [`Self::detect`] runs them over a
+    /// picture with no border, the picture as drawn, so that the re-check of a published copy
+    /// sees it there exactly as detection of the copy does, for one model run a pass.
+    pub fn detect_in_one_run(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        let mut plan = self.plan(img.width(), img.height());
+        let image = BoxF::frame(img.dimensions());
+        plan.tiles.retain(|t| t.bbox().contains(&image));
+        let mut found = Found::default();
+        self.run_plan(img, None, &plan, View::AsDrawn, &mut found)?;
+        Ok(self.finish(img, found))
+    }
+
     /// Runs every tile of `plan` that looks at `view` ([`DetectorSettings::looks`]) over `img`,
     /// the searched image as `view` shows it, and adds what each finds to `found`, mapped back
     /// to the image as drawn.
