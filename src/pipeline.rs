@@ -438,7 +438,7 @@ impl Pipeline {
             self.redact(rendered.to_mut(), &residue);
             found.extend(rescaled(&residue, k));
             redacted.extend(residue.iter().cloned());
-            last = self.touched(&redacted, &residue);
+            last = self.touched(&redacted, &residue, &BoxF::frame((width, height)));
             bytes = encode(&rendered, timings)?;
         }
         let info = OutputInfo {
@@ -456,12 +456,20 @@ impl Pipeline {
     /// residue changes how the object under it looks as a whole, and a window around a small
     /// residue alone would not hold that object (on the small-object set a 5 px find beside a
     /// blurred 24 px face was filled, and full detection then scored the face 0.35).
-    fn touched(&self, redacted: &[Detection], residue: &[Detection]) -> Vec<Detection> {
-        let regions: Vec<BoxF> = residue.iter().map(|d| self.redaction.region(d)).collect();
+    fn touched(
+        &self,
+        redacted: &[Detection],
+        residue: &[Detection],
+        frame: &BoxF,
+    ) -> Vec<Detection> {
+        let regions: Vec<BoxF> = residue
+            .iter()
+            .map(|d| self.redaction.region(d, frame))
+            .collect();
         redacted
             .iter()
             .filter(|d| {
-                let region = self.redaction.region(d);
+                let region = self.redaction.region(d, frame);
                 regions.iter().any(|r| r.intersection(&region).is_some())
             })
             .cloned()
@@ -495,7 +503,7 @@ impl Pipeline {
                 .filter(|d| d.class == class && recheck::worth_a_look(class, &d.bbox, smallest))
                 .map(|d| Redacted {
                     object: mirrored.inward(&d.bbox),
-                    region: mirrored.inward(&self.redaction.region(d)),
+                    region: mirrored.inward(&self.redaction.region(d, &frame)),
                 })
                 .collect();
             if looked_at.is_empty() {

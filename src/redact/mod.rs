@@ -45,7 +45,7 @@ impl Redactor {
     ) {
         let frame = BoxF::frame(img.dimensions());
         for d in detections {
-            self.region(img, config.region(d), &config.in_frame(d, &frame));
+            self.region(img, config.region(d, &frame), &config.in_frame(d, &frame));
         }
     }
 
@@ -471,8 +471,10 @@ mod tests {
         let soft = soft.for_detection(&residue);
         assert_eq!(soft.padding, 0.5);
         assert_eq!(soft.padding, soft.min_padding());
+        let frame = BoxF::frame((1000, 1000));
         assert!(
-            config.region(&residue).width() < config.region(&detection(Class::Face, head)).width()
+            config.region(&residue, &frame).width()
+                < config.region(&detection(Class::Face, head), &frame).width()
         );
     }
 
@@ -536,7 +538,7 @@ mod tests {
             let mut img = checkerboard(120, 100);
             let d = detection(Class::Face, b);
             Redactor::default().redact(&mut img, std::slice::from_ref(&d), &config);
-            let r = config.region(&d);
+            let r = config.region(&d, &BoxF::frame(img.dimensions()));
             let (x, y) = (r.x1 + r.width() / 8.0, r.y1 + r.height() / 8.0);
             img.get_pixel(x as u32, y as u32).0
         };
@@ -578,7 +580,7 @@ mod tests {
                 ..detection(Class::Face, BoxF::new(50.0, 120.0, 60.0, 132.0))
             },
         ] {
-            let region = config.region(&d);
+            let region = config.region(&d, &BoxF::frame(img.dimensions()));
             let c = config.for_detection(&d);
             Redactor::default().region(&mut img, region, &c);
             // every pixel of the box grown by 2 px lies in the mask's core: fully redacted,
@@ -600,7 +602,7 @@ mod tests {
         // 400 px on each side, where the core reaches 2 px beyond the box at 39.3 %
         let large = detection(Class::Face, BoxF::new(0.0, 0.0, 400.0, 400.0));
         assert_eq!(
-            config.region(&large),
+            config.region(&large, &BoxF::frame(img.dimensions())),
             BoxF::new(-160.0, -160.0, 560.0, 560.0)
         );
     }
