@@ -74,18 +74,19 @@ impl Found {
     }
 
     /// Adds what `tile` of an image of `image` size found, each box then placed in the
-    /// searched image by `place` (dropped where it gives none); `large` where the tile is of
+    /// searched image by `place`, which also says whether the image the tile looked at cut it
+    /// beyond the tile's own edges (dropped where it gives none); `large` where the tile is of
     /// the large-object pass.
     fn add(
         &mut self,
         found: Vec<Candidate>,
         (tile, large): (&Tile, bool),
         image: (u32, u32),
-        place: impl Fn(BoxF) -> Option<BoxF>,
+        place: impl Fn(BoxF) -> Option<(BoxF, bool)>,
     ) {
         for c in found {
-            let cut = tile.cuts(&c.bbox, image);
-            if let Some(bbox) = place(c.bbox) {
+            if let Some((bbox, cut_there)) = place(c.bbox) {
+                let cut = cut_there || tile.cuts(&c.bbox, image);
                 let c = Candidate { bbox, ..c };
                 if large {
                     self.large.push(c);
@@ -270,7 +271,7 @@ impl Detector {
             let on_tile = self.run_tile(img, tile, settings.thresholds, frame, sizes)?;
             let large = tile.scale < plan.whole;
             found.add(on_tile, (tile, large), img.dimensions(), |b| {
-                Some(view.map(b))
+                Some((view.map(b), false))
             });
         }
         Ok(())
@@ -367,7 +368,9 @@ impl Detector {
                     let on_strip =
                         self.run_tile(&searched, tile, settings.thresholds, None, sizes)?;
                     found.add(on_strip, (tile, false), searched.dimensions(), |b| {
-                        strip.to_extended(&view.map(b))
+                        let on_strip = view.map(b);
+                        let cut = strip.cuts(&on_strip, tile.edge_margin());
+                        strip.to_extended(&on_strip).map(|b| (b, cut))
                     });
                 }
             }

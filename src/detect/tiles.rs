@@ -89,12 +89,18 @@ impl Tile {
     /// model then saw only part of that object, and its box is of that part; the neighbour,
     /// whose tile shares the overlap, sees an object no larger than the overlap whole.
     pub fn cuts(&self, b: &crate::geometry::BoxF, image: (u32, u32)) -> bool {
-        let margin = TILE_EDGE / self.scale;
+        let margin = self.edge_margin();
         let t = self.bbox();
         (self.x > 0 && b.x1 <= t.x1 + margin)
             || (self.y > 0 && b.y1 <= t.y1 + margin)
             || (self.x + self.width < image.0 && b.x2 >= t.x2 - margin)
             || (self.y + self.height < image.1 && b.y2 >= t.y2 - margin)
+    }
+
+    /// How near, in image pixels, a box must come to an edge of this tile to count as cut by
+    /// it (`TILE_EDGE` model pixels).
+    pub fn edge_margin(&self) -> f32 {
+        TILE_EDGE / self.scale
     }
 
     pub fn bbox(&self) -> crate::geometry::BoxF {
