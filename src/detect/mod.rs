@@ -251,9 +251,9 @@ impl Detector {
 
     /// Finds, at `thresholds`, what the passes of `img`'s plan that see all of it in one run
     /// find: the whole pass, and any finer pass that is a single tile. They run as
-    /// [`Self::detect`] runs them over a picture with no border (mirrored too where a pass
-    /// [looks both ways](DetectorSettings::mirrors)), so that the re-check of a published copy
-    /// sees it there as detection of the copy does, for one model run a pass and view.
+    /// [`Self::detect`] runs them over a picture with no border, the picture as drawn, so that
+    /// the re-check of a published copy sees it there as detection of the copy does, for one
+    /// model run a pass.
     pub fn detect_in_one_run(
         &mut self,
         img: &RgbImage,
@@ -263,9 +263,7 @@ impl Detector {
         let image = BoxF::frame(img.dimensions());
         plan.tiles.retain(|t| t.bbox().contains(&image));
         let mut found = Found::default();
-        for (view, picture) in self.settings.views(img, &plan.tiles) {
-            self.run_plan(&picture, None, &plan, view, thresholds, &mut found)?;
-        }
+        self.run_plan(img, None, &plan, View::AsDrawn, thresholds, &mut found)?;
         Ok(self.finish(img, found))
     }
 
