@@ -511,9 +511,11 @@ impl Pipeline {
             }
             let regions: Vec<BoxF> = looked_at.iter().map(|r| r.region).collect();
             let thresholds = detector.thresholds();
-            let search = thresholds.scaled(recheck::SEARCH_MARGIN);
-            let found =
-                detector.detect_around(&mirrored.image, &mirrored.frame, &looked_at, search)?;
+            let found = detector.detect_around(
+                &mirrored.image,
+                &looked_at,
+                thresholds.scaled(recheck::SEARCH_MARGIN),
+            )?;
             residue.extend(
                 found
                     .into_iter()
@@ -532,24 +534,17 @@ impl Pipeline {
                         ..f
                     }),
             );
-            // The passes that see the whole copy in one run, run over the copy itself as
-            // detection of the copy runs them, and held to the same margins as the windows,
-            // which leave these passes to this look where a region lies within the picture: a
-            // window shows a large blurred head less of what lies around it than the whole
-            // picture does (t1.jpg's in a 1280 px copy: 0.108 in its window, 0.167 in the whole
-            // picture, where the threshold is 0.15).
+            // The passes that see the whole copy in one run, run as detection of the copy runs
+            // them: a window shows a large blurred head less of what lies around it than the
+            // whole picture does (t1.jpg's in a 1280 px copy: 0.108 in its window, 0.167 in the
+            // whole picture, where the threshold is 0.15).
             let regions: Vec<BoxF> = looked_at
                 .iter()
                 .map(|r| mirrored.outward(&r.region))
                 .collect();
-            residue.extend(
-                detector
-                    .detect_in_one_run(img, search)?
-                    .into_iter()
-                    .filter(|f| {
-                        recheck::still_seen(class, f, &thresholds, smallest, &frame, &regions)
-                    }),
-            );
+            residue.extend(detector.detect_in_one_run(img)?.into_iter().filter(|f| {
+                recheck::still_seen(class, f, &thresholds, smallest, &frame, &regions)
+            }));
         }
         Ok(residue)
     }

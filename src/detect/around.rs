@@ -119,15 +119,9 @@ impl Detector {
     /// scored as one large box that neither window holds; t1.jpg, two heads scored 0.19 as one
     /// by a whole-image run); the other windows, of every pass, are scaled to their pass and
     /// laid out together on sheets ([`sheets`]), one run each.
-    ///
-    /// `img` extends the `picture` with a mirrored border. The caller runs the passes that see
-    /// a whole picture in one run over the picture itself ([`Self::detect_in_one_run`]), so a
-    /// region within it is not looked at again in the passes of one tile here; a region that
-    /// reaches into the border is, as only the border shows it whole.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
-        picture: &BoxF,
         redacted: &[Redacted],
         thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
@@ -139,20 +133,14 @@ impl Detector {
         let mut passes: Vec<&Tile> = plan.tiles.iter().collect();
         passes.dedup_by_key(|t| t.scale);
         let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.tiles.len()];
-        let one_run = |p: &Tile| {
-            p.bbox().contains(&image_box)
-                && plan.tiles.iter().filter(|u| u.scale == p.scale).count() == 1
-        };
         for r in redacted {
             let window = r.region.grow(class.recheck_reach());
             let Some(inside) = window.intersection(&image_box) else {
                 continue;
             };
-            let seen_whole = picture.contains(&r.region);
             for scale in passes
                 .iter()
                 .filter(|p| rechecked_at(class, &tiling, &plan, r, &image_box, p))
-                .filter(|p| !(seen_whole && one_run(p)))
                 .map(|p| p.scale)
             {
                 let pass = || {
