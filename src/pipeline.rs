@@ -483,8 +483,8 @@ impl Pipeline {
     /// image, and whoever re-encodes the output adds noise of their own; it runs at the scales
     /// of the tile plan but only in windows around the regions, so it costs a fraction of a
     /// detection. The passes that see the whole image in one run are also run over all of it,
-    /// as detection of the published copy runs them ([`Detector::detect_in_one_run`]): one
-    /// model run each, and what they find over a region is found again exactly there.
+    /// as detection of the published copy runs them and at its thresholds
+    /// ([`Detector::detect_in_one_run`]): one model run each.
     fn recheck(
         &mut self,
         img: &image::RgbImage,
@@ -538,12 +538,9 @@ impl Pipeline {
             // them: a window shows a large blurred head less of what lies around it than the
             // whole picture does (t1.jpg's in a 1280 px copy: 0.108 in its window, 0.167 in the
             // whole picture, where the threshold is 0.15).
-            let regions: Vec<BoxF> = looked_at
-                .iter()
-                .map(|r| mirrored.outward(&r.region))
-                .collect();
+            let in_copy: Vec<BoxF> = regions.iter().map(|r| mirrored.outward(r)).collect();
             residue.extend(detector.detect_in_one_run(img)?.into_iter().filter(|f| {
-                recheck::still_seen(class, f, &thresholds, smallest, &frame, &regions)
+                recheck::still_seen(class, f, &thresholds, smallest, &frame, &in_copy)
             }));
         }
         Ok(residue)
