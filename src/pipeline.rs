@@ -482,9 +482,8 @@ impl Pipeline {
     /// threshold (see [`recheck::still_seen`]): a window sees less context than a run over the whole
     /// image, and whoever re-encodes the output adds noise of their own; it runs at the scales
     /// of the tile plan but only in windows around the regions, so it costs a fraction of a
-    /// detection. The passes that see the whole image in one run are also run over all of it,
-    /// as detection of the published copy runs them and at its thresholds
-    /// ([`Detector::detect_in_one_run`]): one model run each.
+    /// detection, except in the passes that see the whole image in one run, which it runs over
+    /// the published picture as detection of it does ([`Detector::detect_in_one_run`]).
     fn recheck(
         &mut self,
         img: &image::RgbImage,
@@ -534,13 +533,21 @@ impl Pipeline {
                         ..f
                     }),
             );
-            // The passes that see the whole copy in one run, run as detection of the copy runs
-            // them: a window shows a large blurred head less of what lies around it than the
-            // whole picture does (t1.jpg's in a 1280 px copy: 0.108 in its window, 0.167 in the
-            // whole picture, where the threshold is 0.15).
-            let in_copy: Vec<BoxF> = regions.iter().map(|r| mirrored.outward(r)).collect();
-            residue.extend(detector.detect_in_one_run(img)?.into_iter().filter(|f| {
-                recheck::still_seen(class, f, &thresholds, smallest, &frame, &in_copy)
+            let in_copy: Vec<Redacted> = looked_at
+                .iter()
+                .map(|r| Redacted {
+                    object: mirrored.outward(&r.object),
+                    region: mirrored.outward(&r.region),
+                })
+                .collect();
+            let regions: Vec<BoxF> = in_copy.iter().map(|r| r.region).collect();
+            let found = detector.detect_in_one_run(
+                img,
+                &in_copy,
+                thresholds.scaled(recheck::SEARCH_MARGIN),
+            )?;
+            residue.extend(found.into_iter().filter(|f| {
+                recheck::still_seen(class, f, &thresholds, smallest, &frame, &regions)
             }));
         }
         Ok(residue)

@@ -35,8 +35,8 @@ const SPAN_SHARING: f32 = 2.0;
 /// sees). Windows side by side, up to about twice their size apart, share a run and the
 /// picture between them, where a blurred head beside another can be scored as one larger face
 /// that neither window holds (t1.jpg, a group photo: two heads scored 0.19 as one); windows far
-/// apart do not make the model look at everything between them (a portrait's face and a false
-/// box in a corner of the picture: the whole picture, where the face's span is a tenth of it).
+/// apart do not make the model look at everything between them (a face and a false box in the
+/// far corner of a tile: the whole tile, where the face's span is a tenth of it).
 fn spans(windows: Vec<BoxF>) -> Vec<BoxF> {
     merged(windows, |a, b| {
         a.union(b).area() <= SPAN_SHARING * (a.area() + b.area())
@@ -44,8 +44,7 @@ fn spans(windows: Vec<BoxF>) -> Vec<BoxF> {
 }
 
 /// The part of `tile` that holds `span` (a group of windows, see [`spans`]), if they meet: a
-/// model that takes any input size need not look at the rest of the tile (a portrait's face
-/// alone, not the whole picture). The part starts where the tile's own grid of
+/// model that takes any input size need not look at the rest of the tile. The part starts where the tile's own grid of
 /// [`sheets::ALIGN`] model pixels falls, so that the model's output grid lies on the pixels as
 /// it did in detection.
 fn spanned(tile: &Tile, span: &BoxF) -> Option<Tile> {
@@ -108,17 +107,17 @@ pub struct Redacted {
 
 impl Detector {
     /// Looks again, at `thresholds`, only around the `redacted` regions (each grown into a
-    /// window by [`Class::recheck_reach`] of its size on every side), in the passes of the
-    /// tile plan that `rechecked_at` picks for each: a cheap check of redacted regions.
+    /// window by [`Class::recheck_reach`] of its size on every side), in the passes of several
+    /// tiles that `rechecked_at` picks for each: a cheap check of redacted regions. A pass of
+    /// one tile sees the whole image in one run, and the re-check runs it whole
+    /// ([`Self::detect_in_one_run`]).
+    ///
     /// Each window goes to the first tile of a pass that holds it whole (the tiles overlap, so
     /// most windows have one), and only a window that no tile holds is cut by the tiles it
     /// reaches. Within a tile, overlapping windows are merged while their union fits on a
     /// sheet; a tile mostly covered by windows is run in pieces, over the parts of it its
-    /// windows span (`spans`, `spanned`), and so is a pass of one tile (the coarse pass for
-    /// large objects: runs at the model's own size, and a blurred head next to another can be
-    /// scored as one large box that neither window holds; t1.jpg, two heads scored 0.19 as one
-    /// by a whole-image run); the other windows, of every pass, are scaled to their pass and
-    /// laid out together on sheets ([`sheets`]), one run each.
+    /// windows span (`spans`, `spanned`); the other windows, of every pass, are scaled to their
+    /// pass and laid out together on sheets ([`sheets`]), one run each.
     pub fn detect_around(
         &mut self,
         img: &RgbImage,
@@ -162,10 +161,13 @@ impl Detector {
         // A sheet's side and the gutter between its windows, in model pixels.
         let (side, gutter) = (tiling.tile_size, sheets::gutter(tiling.min_object));
         let room = sheets::room(side, gutter) as f32;
-        let alone = |t: &Tile| plan.tiles.iter().filter(|u| u.scale == t.scale).count() == 1;
-        let mut whole = Vec::new();
+        let one_tile = |t: &Tile| plan.tiles.iter().filter(|u| u.scale == t.scale).count() == 1;
+        let mut pieces = Vec::new();
         let mut windows_at_scale: Vec<Tile> = Vec::new();
         for (tile, windows) in plan.tiles.iter().zip(per_tile) {
+            if windows.is_empty() || one_tile(tile) {
+                continue;
+            }
             let tile_box = tile.bbox();
             // Overlapping windows are merged only while the union still fits on a sheet: a
             // window too large for one costs a run of its own, while two overlapping windows
@@ -177,8 +179,8 @@ impl Detector {
                 a.intersection(b).is_some() && fits(&a.union(b))
             });
             let covered = windows.iter().map(BoxF::area).sum::<f32>();
-            if !windows.is_empty() && (alone(tile) || covered >= 0.5 * tile_box.area()) {
-                whole.extend(spans(windows).iter().filter_map(|span| spanned(tile, span)));
+            if covered >= 0.5 * tile_box.area() {
+                pieces.extend(spans(windows).iter().filter_map(|span| spanned(tile, span)));
                 continue;
             }
             windows_at_scale.extend(
@@ -203,7 +205,7 @@ impl Detector {
             .partition(|w| settings.mirrors(w.scale));
         let preparer = &mut self.preparer;
         let mut sheets = Vec::new();
-        let mut alone = whole;
+        let mut alone = pieces;
         for (windows, mirrored) in [(both_ways, true), (one_way, false)] {
             let (laid, too_large) =
                 sheets::lay_out(&windows, side, gutter, |w| preparer.pixels(img, w));
@@ -211,14 +213,17 @@ impl Detector {
             // Windows too large for a sheet run on their own.
             alone.extend(too_large);
         }
-        let mut found = Vec::new();
+        let mut found = Found::default();
+        // Windows are cut to their regions on purpose: none of their finds counts as cut.
         if !alone.is_empty() {
             for (view, picture) in settings.views(img, &alone) {
                 for tile in alone.iter().filter(|t| settings.looks(view, t)) {
                     let every = 0.0..=f32::INFINITY;
                     let on_tile =
                         self.run_tile(&picture, &view.tile(tile), thresholds, None, every)?;
-                    found.extend(on_tile.into_iter().map(|c| view.back(c)));
+                    found
+                        .whole
+                        .extend(on_tile.into_iter().map(|c| view.back(c)));
                 }
             }
         }
@@ -227,13 +232,57 @@ impl Detector {
             let in_image = on_sheet
                 .into_iter()
                 .filter_map(|c| sheet.to_image(&c.bbox).map(|bbox| Candidate { bbox, ..c }));
-            found.extend(self.kept(in_image, thresholds, None));
+            found.whole.extend(self.kept(in_image, thresholds, None));
         }
-        // Windows are cut to their regions on purpose: none of their finds counts as cut.
-        let found = Found {
-            whole: found,
-            ..Found::default()
-        };
+        Ok(self.finish(img, found))
+    }
+
+    /// Looks again, at `thresholds`, at all of `img` in the passes of one tile that
+    /// `rechecked_at` picks for some of the `redacted` regions, as detection of `img` runs
+    /// them: one model run each, over the whole image, with the sizes each pass keeps and the
+    /// thresholds for objects the frame cuts, the large-object pass's finds joined to the
+    /// others' (`Found`). A window shows a large blurred head less of what lies around it than
+    /// the whole picture does (t1.jpg's in a 1280 px copy: 0.108 in its window, 0.167 in the
+    /// whole picture, where the threshold is 0.15), and two blurred heads side by side can be
+    /// scored as one larger face that neither window holds (t1.jpg: 0.19).
+    ///
+    /// `img` is the published picture itself, with no mirrored border: a border changes the
+    /// scale of a pass planned for the whole image, and with it the scores (t1.jpg's blurred
+    /// head in a 1798 px copy: 0.16 at the copy's own coarse scale, none at 0.1125 or more
+    /// with the border), and whoever looks at the copy sees it without one.
+    pub fn detect_in_one_run(
+        &mut self,
+        img: &RgbImage,
+        redacted: &[Redacted],
+        thresholds: Thresholds,
+    ) -> Result<Vec<Detection>, DetectError> {
+        let mut plan = self.plan(img.width(), img.height());
+        let (tiling, class) = (self.settings.tiling, self.class);
+        let image = BoxF::frame(img.dimensions());
+        let one_tile = |t: &Tile| plan.tiles.iter().filter(|u| u.scale == t.scale).count() == 1;
+        let picked: Vec<bool> = plan
+            .tiles
+            .iter()
+            .map(|t| {
+                one_tile(t)
+                    && redacted
+                        .iter()
+                        .any(|r| rechecked_at(class, &tiling, &plan, r, &image, t))
+            })
+            .collect();
+        let mut picked = picked.into_iter();
+        plan.tiles.retain(|_| picked.next().unwrap_or(false));
+        let mut found = Found::default();
+        for (view, picture) in self.settings.views(img, &plan.tiles) {
+            let frame = view.map(image);
+            self.run_plan(
+                &picture,
+                (thresholds, Some(&frame)),
+                &plan,
+                view,
+                &mut found,
+            )?;
+        }
         Ok(self.finish(img, found))
     }
 

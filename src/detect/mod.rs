@@ -231,9 +231,11 @@ impl Detector {
     ) -> Result<Vec<Detection>, DetectError> {
         let plan = self.plan(img.width(), img.height());
         let mut found = Found::default();
+        let thresholds = self.settings.thresholds;
         for (view, picture) in self.settings.views(img, &plan.tiles) {
             let frame = frame.map(|f| view.map(*f));
-            self.run_plan(&picture, frame.as_ref(), &plan, view, &mut found)?;
+            let at = (thresholds, frame.as_ref());
+            self.run_plan(&picture, at, &plan, view, &mut found)?;
         }
         if let Some(frame) = frame {
             self.detect_at_edges(img, frame, plan.finest(), &mut found)?;
@@ -241,26 +243,13 @@ impl Detector {
         Ok(self.finish(img, found))
     }
 
-    /// Finds what the passes of `img`'s plan that see all of it in one run find: the whole pass,
-    /// and any finer pass that is a single tile. They run as [`Self::detect`] runs them over a
-    /// picture with no border, the picture as drawn, so that the re-check of a published copy
-    /// sees it there exactly as detection of the copy does, for one model run a pass.
-    pub fn detect_in_one_run(&mut self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        let mut plan = self.plan(img.width(), img.height());
-        let image = BoxF::frame(img.dimensions());
-        plan.tiles.retain(|t| t.bbox().contains(&image));
-        let mut found = Found::default();
-        self.run_plan(img, None, &plan, View::AsDrawn, &mut found)?;
-        Ok(self.finish(img, found))
-    }
-
     /// Runs every tile of `plan` that looks at `view` ([`DetectorSettings::looks`]) over `img`,
-    /// the searched image as `view` shows it, and adds what each finds to `found`, mapped back
-    /// to the image as drawn.
+    /// the searched image as `view` shows it, at `thresholds` (for the picture at `frame`), and
+    /// adds what each finds to `found`, mapped back to the image as drawn.
     fn run_plan(
         &mut self,
         img: &RgbImage,
-        frame: Option<&BoxF>,
+        (thresholds, frame): (Thresholds, Option<&BoxF>),
         plan: &Plan,
         view: View,
         found: &mut Found,
@@ -268,7 +257,7 @@ impl Detector {
         let settings = self.settings;
         for tile in plan.tiles.iter().filter(|t| settings.looks(view, t)) {
             let sizes = settings.tiling.kept(tile.scale, plan.whole);
-            let on_tile = self.run_tile(img, tile, settings.thresholds, frame, sizes)?;
+            let on_tile = self.run_tile(img, tile, thresholds, frame, sizes)?;
             let large = tile.scale < plan.whole;
             found.add(on_tile, (tile, large), img.dimensions(), |b| {
                 Some((view.map(b), false))
