@@ -490,11 +490,18 @@ mod tests {
             ("VEIL__INGEST__REGION", "eu-west-1"),
             ("VEIL__INGEST__SOURCES", "[{ bucket = \"raw\" }]"),
             ("VEIL__DESTINATIONS__0__BUCKET", "other-bucket"),
+            ("VEIL__REDACTION__FACE__STRENGTH", "0.8"),
             ("UNRELATED", "x"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let c = Config::parse_with(text, env.into_iter()).unwrap();
         assert_eq!(c.worker.heartbeat_s, 30);
+        // one key of a class's redaction, the rest as by default
+        assert_eq!(c.redaction.face.strength, 0.8);
+        assert_eq!(
+            c.redaction.face.method,
+            RedactionConfig::default().face.method
+        );
         let ingest = c.ingest.unwrap();
         assert_eq!(ingest.queue_url, "http://q");
         assert_eq!(ingest.sources[0].bucket, "raw");

@@ -33,9 +33,9 @@ pub enum Shape {
     Rect,
 }
 
-/// How one class of detection is redacted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// How one class of detection is redacted. A configuration gives it as a table of optional
+/// keys over the class's defaults (`ClassRedactionTable`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ClassRedaction {
     pub method: Method,
     pub shape: Shape,
@@ -48,8 +48,9 @@ pub struct ClassRedaction {
     pub colour: [u8; 3],
     /// How objects up to the small-object size (twice the class's `[recall]` size) are
     /// redacted, where it is not `method`. Faces: filled from their surroundings over a
-    /// rectangle (see [`RedactionConfig::for_detection`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// rectangle (see [`RedactionConfig::for_detection`]). A configuration that wants them
+    /// redacted as the rest gives `method` here too.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub small_method: Option<Method>,
 }
 
@@ -82,12 +83,57 @@ impl ClassRedaction {
     }
 }
 
+/// One class's `[redaction.*]` table as a configuration gives it: every key is optional, and
+/// one left out keeps the class's default. A file (or a `VEIL__REDACTION__FACE__STRENGTH`
+/// variable) that changes the strength alone gets it without restating the method, shape and
+/// the rest, and a face table that leaves out `small_method` keeps small faces filled rather
+/// than falling back to a blur that full detection found again (see
+/// [`RedactionConfig::for_detection`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassRedactionTable {
+    method: Option<Method>,
+    shape: Option<Shape>,
+    padding: Option<f32>,
+    strength: Option<f32>,
+    feather: Option<f32>,
+    colour: Option<[u8; 3]>,
+    small_method: Option<Method>,
+}
+
+impl ClassRedactionTable {
+    /// `default` with the keys this table gives.
+    fn over(self, default: ClassRedaction) -> ClassRedaction {
+        ClassRedaction {
+            method: self.method.unwrap_or(default.method),
+            shape: self.shape.unwrap_or(default.shape),
+            padding: self.padding.unwrap_or(default.padding),
+            strength: self.strength.unwrap_or(default.strength),
+            feather: self.feather.unwrap_or(default.feather),
+            colour: self.colour.unwrap_or(default.colour),
+            small_method: self.small_method.or(default.small_method),
+        }
+    }
+}
+
+/// `[redaction.face]` over the face defaults.
+fn face_over_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ClassRedaction, D::Error> {
+    Ok(ClassRedactionTable::deserialize(d)?.over(RedactionConfig::default().face))
+}
+
+/// `[redaction.plate]` over the plate defaults.
+fn plate_over_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ClassRedaction, D::Error> {
+    Ok(ClassRedactionTable::deserialize(d)?.over(RedactionConfig::default().plate))
+}
+
 /// Redaction settings per class. Defaults are strong: a light blur or a fine mosaic can be
 /// partly reversed, so both defaults leave nothing recognisable.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedactionConfig {
+    #[serde(deserialize_with = "face_over_defaults")]
     pub face: ClassRedaction,
+    #[serde(deserialize_with = "plate_over_defaults")]
     pub plate: ClassRedaction,
     /// Check each output as published and redact what the detectors still find, up to this many
     /// times. A blurred head can keep a face-like outline, and the blur laid over such a find
@@ -355,6 +401,45 @@ mod tests {
         let mut filled = blurred;
         filled.face.method = Method::Fill;
         assert!(filled.keeps_nothing_of(&face(200.0, 0)));
+    }
+
+    #[test]
+    fn a_class_table_changes_only_the_keys_it_gives() {
+        let parse = |text: &str| toml::from_str::<RedactionConfig>(text);
+        let defaults = RedactionConfig::default();
+        let stronger = parse("[face]\nstrength = 0.8\n").unwrap();
+        assert_eq!(stronger.face.strength, 0.8);
+        assert_eq!(
+            ClassRedaction {
+                strength: defaults.face.strength,
+                ..stronger.face
+            },
+            defaults.face,
+            "everything else as by default"
+        );
+        assert_eq!(stronger.plate, defaults.plate);
+        // A face table that restates the method keeps small faces filled; giving the method
+        // as `small_method` too redacts them as the rest.
+        let restated = parse("[face]\nmethod = \"gaussian\"\nshape = \"ellipse\"\n").unwrap();
+        assert_eq!(restated.face.small_method, Some(Method::Surround));
+        let alike = parse("[face]\nmethod = \"pixelate\"\nsmall_method = \"pixelate\"\n").unwrap();
+        let small = Detection {
+            class: Class::Face,
+            model: "centerface".into(),
+            score: 0.5,
+            bbox: BoxF::new(0.0, 0.0, 12.0, 12.0),
+            verify_pass: 0,
+        };
+        assert_eq!(alike.for_detection(&small).method, Method::Pixelate);
+        assert_eq!(alike.for_detection(&small).shape, Shape::Ellipse);
+        // Plates have no small method unless one is given.
+        let plate = parse("[plate]\nmethod = \"fill\"\n").unwrap();
+        assert_eq!(plate.plate.method, Method::Fill);
+        assert_eq!(plate.plate.small_method, None);
+        assert!(parse("[face]\nstrenght = 1\n").is_err(), "unknown keys");
+        // What veil writes out reads back the same.
+        let text = toml::to_string(&defaults).unwrap();
+        assert_eq!(parse(&text).unwrap(), defaults);
     }
 
     #[test]
