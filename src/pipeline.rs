@@ -489,32 +489,37 @@ impl Pipeline {
         img: &image::RgbImage,
         redacted: &[Detection],
     ) -> Result<Vec<Detection>, DetectError> {
-        // Seen as detection sees it: extended by its mirror image, so that what remains of an
-        // object cut by the frame is looked at whole and held to the threshold for cut objects.
+        // The windows see the copy as detection sees it: extended by its mirror image, so that
+        // what remains of an object cut by the frame is looked at whole and held to the
+        // threshold for cut objects.
         let mirrored = Mirrored::new(img, self.edge_margin());
         let frame = BoxF::frame(img.dimensions());
         let mut residue = Vec::new();
         for detector in &mut self.detectors {
             let class = detector.class;
             let smallest = detector.smallest();
-            let looked_at: Vec<_> = redacted
+            let in_copy: Vec<Redacted> = redacted
                 .iter()
                 .filter(|d| d.class == class && recheck::worth_a_look(class, &d.bbox, smallest))
                 .map(|d| Redacted {
-                    object: mirrored.inward(&d.bbox),
-                    region: mirrored.inward(&self.redaction.region(d, &frame)),
+                    object: d.bbox,
+                    region: self.redaction.region(d, &frame),
                 })
                 .collect();
-            if looked_at.is_empty() {
+            if in_copy.is_empty() {
                 continue;
             }
+            let looked_at: Vec<Redacted> = in_copy
+                .iter()
+                .map(|r| Redacted {
+                    object: mirrored.inward(&r.object),
+                    region: mirrored.inward(&r.region),
+                })
+                .collect();
             let regions: Vec<BoxF> = looked_at.iter().map(|r| r.region).collect();
             let thresholds = detector.thresholds();
-            let found = detector.detect_around(
-                &mirrored.image,
-                &looked_at,
-                thresholds.scaled(recheck::SEARCH_MARGIN),
-            )?;
+            let search = thresholds.scaled(recheck::SEARCH_MARGIN);
+            let found = detector.detect_around(&mirrored.image, &looked_at, search)?;
             residue.extend(
                 found
                     .into_iter()
@@ -533,19 +538,8 @@ impl Pipeline {
                         ..f
                     }),
             );
-            let in_copy: Vec<Redacted> = looked_at
-                .iter()
-                .map(|r| Redacted {
-                    object: mirrored.outward(&r.object),
-                    region: mirrored.outward(&r.region),
-                })
-                .collect();
             let regions: Vec<BoxF> = in_copy.iter().map(|r| r.region).collect();
-            let found = detector.detect_in_one_run(
-                img,
-                &in_copy,
-                thresholds.scaled(recheck::SEARCH_MARGIN),
-            )?;
+            let found = detector.detect_in_one_run(img, &in_copy, search)?;
             residue.extend(found.into_iter().filter(|f| {
                 recheck::still_seen(class, f, &thresholds, smallest, &frame, &regions)
             }));

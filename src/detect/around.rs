@@ -44,9 +44,9 @@ fn spans(windows: Vec<BoxF>) -> Vec<BoxF> {
 }
 
 /// The part of `tile` that holds `span` (a group of windows, see [`spans`]), if they meet: a
-/// model that takes any input size need not look at the rest of the tile. The part starts where the tile's own grid of
-/// [`sheets::ALIGN`] model pixels falls, so that the model's output grid lies on the pixels as
-/// it did in detection.
+/// model that takes any input size need not look at the rest of the tile. The part starts
+/// where the tile's own grid of [`sheets::ALIGN`] model pixels falls, so that the model's
+/// output grid lies on the pixels as it did in detection.
 fn spanned(tile: &Tile, span: &BoxF) -> Option<Tile> {
     let (x1, y1, width, height) = span
         .intersection(&tile.bbox())?
@@ -129,7 +129,8 @@ impl Detector {
         let class = self.class;
         // The windows each tile checks, found in one walk over windows and passes.
         let image_box = BoxF::frame(img.dimensions());
-        let mut passes: Vec<&Tile> = plan.tiles.iter().collect();
+        // The passes of one tile are run whole (`detect_in_one_run`), not over windows.
+        let mut passes: Vec<&Tile> = plan.tiles.iter().filter(|t| !plan.in_one_run(t)).collect();
         passes.dedup_by_key(|t| t.scale);
         let mut per_tile: Vec<Vec<BoxF>> = vec![Vec::new(); plan.tiles.len()];
         for r in redacted {
@@ -161,11 +162,10 @@ impl Detector {
         // A sheet's side and the gutter between its windows, in model pixels.
         let (side, gutter) = (tiling.tile_size, sheets::gutter(tiling.min_object));
         let room = sheets::room(side, gutter) as f32;
-        let one_tile = |t: &Tile| plan.tiles.iter().filter(|u| u.scale == t.scale).count() == 1;
         let mut pieces = Vec::new();
         let mut windows_at_scale: Vec<Tile> = Vec::new();
         for (tile, windows) in plan.tiles.iter().zip(per_tile) {
-            if windows.is_empty() || one_tile(tile) {
+            if windows.is_empty() {
                 continue;
             }
             let tile_box = tile.bbox();
@@ -256,22 +256,19 @@ impl Detector {
         redacted: &[Redacted],
         thresholds: Thresholds,
     ) -> Result<Vec<Detection>, DetectError> {
-        let mut plan = self.plan(img.width(), img.height());
+        let plan = self.plan(img.width(), img.height());
         let (tiling, class) = (self.settings.tiling, self.class);
         let image = BoxF::frame(img.dimensions());
-        let one_tile = |t: &Tile| plan.tiles.iter().filter(|u| u.scale == t.scale).count() == 1;
-        let picked: Vec<bool> = plan
-            .tiles
-            .iter()
-            .map(|t| {
-                one_tile(t)
-                    && redacted
-                        .iter()
-                        .any(|r| rechecked_at(class, &tiling, &plan, r, &image, t))
-            })
-            .collect();
-        let mut picked = picked.into_iter();
-        plan.tiles.retain(|_| picked.next().unwrap_or(false));
+        let looked_at = |t: &&Tile| {
+            plan.in_one_run(t)
+                && redacted
+                    .iter()
+                    .any(|r| rechecked_at(class, &tiling, &plan, r, &image, t))
+        };
+        let plan = Plan {
+            tiles: plan.tiles.iter().filter(looked_at).copied().collect(),
+            whole: plan.whole,
+        };
         let mut found = Found::default();
         for (view, picture) in self.settings.views(img, &plan.tiles) {
             let frame = view.map(image);

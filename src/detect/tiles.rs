@@ -169,6 +169,11 @@ impl Plan {
     pub fn finest(&self) -> f32 {
         self.tiles.first().map_or(self.whole, |t| t.scale)
     }
+
+    /// Whether `tile`'s pass is that one tile: a pass that sees the whole image in one run.
+    pub fn in_one_run(&self, tile: &Tile) -> bool {
+        self.tiles.iter().filter(|t| t.scale == tile.scale).count() == 1
+    }
 }
 
 /// How far beyond the objects it is responsible for a pass keeps what it finds, as a multiple of
